@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * qcow2 writer internals shared by qcow2.c (create, write, close) and
+ * qcow2-open.c (parsing existing images).  Not part of the public API.
+ */
+#ifndef BSYNC_QCOW2_INTERNAL_H
+#define BSYNC_QCOW2_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define QCOW2_MAGIC		0x514649fbu
+#define QCOW2_HDR_V3_LEN	104u	/* mandatory v3 header fields */
+#define QCOW2_HDR_LEN		112u	/* + compression_type + padding */
+
+/* header field offsets */
+#define QH_MAGIC		0
+#define QH_VERSION		4
+#define QH_BACKING_OFF		8
+#define QH_BACKING_SIZE		16
+#define QH_CLUSTER_BITS		20
+#define QH_SIZE			24
+#define QH_CRYPT		32
+#define QH_L1_SIZE		36
+#define QH_L1_OFF		40
+#define QH_RT_OFF		48
+#define QH_RT_CLUSTERS		56
+#define QH_NB_SNAP		60
+#define QH_SNAP_OFF		64
+#define QH_INCOMPAT		72
+#define QH_COMPAT		80
+#define QH_AUTOCLEAR		88
+#define QH_REFCOUNT_ORDER	96
+#define QH_HDR_LEN		100
+#define QH_COMPRESSION		104
+
+#define QCOW2_INCOMPAT_DIRTY	(1ull << 0)
+#define QCOW2_INCOMPAT_CORRUPT	(1ull << 1)
+#define QCOW2_INCOMPAT_DATAFILE	(1ull << 2)
+#define QCOW2_INCOMPAT_COMPR	(1ull << 3)
+#define QCOW2_INCOMPAT_EXTL2	(1ull << 4)
+
+#define QCOW2_EXT_END		0x00000000u
+#define QCOW2_EXT_BACKING_FMT	0xe2792acau
+#define QCOW2_EXT_FEATURES	0x6803f857u
+#define QCOW2_EXT_BITMAPS	0x23852875u
+#define QCOW2_EXT_CRYPTO	0x0537be77u
+#define QCOW2_EXT_DATAFILE	0x44415441u
+
+#define QCOW2_OFLAG_COPIED	(1ull << 63)
+#define QCOW2_OFLAG_COMPRESSED	(1ull << 62)
+#define QCOW2_OFLAG_ZERO	1ull
+#define QCOW2_OFFSET_MASK	0x00fffffffffffe00ull
+
+#define QCOW2_MIN_CLUSTER_BITS	9
+#define QCOW2_MAX_CLUSTER_BITS	21
+#define QCOW2_MAX_L1_BYTES	(32u << 20)	/* QEMU's QCOW_MAX_L1_SIZE */
+#define QCOW2_MAX_RT_BYTES	(8u << 20)	/* QEMU's QCOW_MAX_REFTABLE_SIZE */
+#define QCOW2_MAX_BACKING_NAME	1023u
+#define QCOW2_MAX_BACKING_FMT	15u
+
+struct qcow2_range {
+	uint64_t start, len;	/* in clusters */
+};
+
+struct qcow2_image {
+	int fd;
+	char *path;
+	int failed;			/* sticky -errno after an I/O error */
+	char err[320];
+
+	unsigned cluster_bits;
+	uint32_t cs;
+	uint64_t size;			/* virtual size, bytes */
+	unsigned refcount_order;
+	uint8_t hdr[QCOW2_HDR_V3_LEN];	/* header fields as on disk */
+
+	uint32_t l1_size;		/* entries */
+	uint64_t l1_off;
+	uint64_t *l1;			/* L2 host offsets, flags stripped */
+	uint64_t **l2;			/* resident L2 tables (BE), per L1 index */
+
+	uint32_t *ring;			/* L1 indexes of resident L2 tables */
+	size_t ring_cap, ring_n, ring_hand;
+
+	uint8_t *abuf;			/* pending appended clusters */
+	size_t abuf_cap, abuf_len;
+	uint64_t end;			/* next free host cluster */
+
+	struct qcow2_range *holes;	/* free clusters below end, sorted */
+	size_t nholes;
+};
+
+static inline uint16_t q_get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline uint32_t q_get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline uint64_t q_get64(const uint8_t *p)
+{
+	return (uint64_t)q_get32(p) << 32 | q_get32(p + 4);
+}
+
+static inline void q_put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static inline void q_put64(uint8_t *p, uint64_t v)
+{
+	q_put32(p, (uint32_t)(v >> 32));
+	q_put32(p + 4, (uint32_t)v);
+}
+
+__attribute__((format(printf, 4, 5)))
+int qcow2_seterr(char *err, size_t errlen, int rc, const char *fmt, ...);
+
+int qcow2_pread_all(int fd, void *buf, size_t len, uint64_t off);
+int qcow2_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+
+/* Allocate the in-memory tables of img once its geometry is known. */
+int qcow2_image_alloc_tables(struct qcow2_image *img);
+void qcow2_image_free(struct qcow2_image *img);
+
+/* L2 entries per table and L1 entries needed for the virtual size. */
+static inline uint64_t qcow2_l2_entries(const struct qcow2_image *img)
+{
+	return img->cs / 8;
+}
+
+uint64_t qcow2_l1_needed(uint64_t size, unsigned cluster_bits);
+
+#endif
