@@ -1,0 +1,76 @@
+# dm-bsync: top-level build.
+#
+#   make              module (against the newest installed Debian kernel) and userspace
+#   make check        lint, host unit tests (ASan/UBSan) and guest selftests
+#   make check-debug  guest selftests on a KASAN/lockdep kernel built from linux-source-6.1
+#   make bench        benchmarks in one deterministic guest boot (results in out/)
+#   make lint         checkpatch --strict on kernel sources, cppcheck on userspace
+#   make deps         install every package (same as scripts/setup)
+#
+# KDIR=/path/to/kernel/build overrides the kernel tree.
+
+TOP   := $(CURDIR)
+KVER  ?= $(shell . scripts/lib/kernel.sh && bsync_kver)
+KDIR  ?= /lib/modules/$(KVER)/build
+KSRC_TAR ?= $(firstword $(wildcard /usr/src/linux-source-6.1.tar.xz))
+TOOLS := build/ksrc
+
+.PHONY: all module modules-all userspace selftests check check-unit check-guest check-debug \
+	bench lint deps clean tools
+
+all: modules-all userspace selftests
+
+# Each kernel gets its own build directory (build/kmod/VER), so the module
+# can be built for every installed kernel and tested on each.
+KVERS ?= $(shell . scripts/lib/kernel.sh && bsync_kvers)
+module:
+	scripts/build-module $(KDIR) build/kmod/$(notdir $(patsubst %/build,%,$(KDIR)))
+
+modules-all:
+	@for v in $(KVERS); do scripts/build-module /lib/modules/$$v/build build/kmod/$$v || exit 1; done
+
+userspace:
+	$(MAKE) -C userspace all
+
+# kselftest_harness.h and checkpatch.pl come from linux-source-6.1.
+tools: $(TOOLS)/.stamp
+$(TOOLS)/.stamp: $(KSRC_TAR)
+	@test -n "$(KSRC_TAR)" || { echo "linux-source-6.1 missing: run scripts/setup" >&2; exit 1; }
+	rm -rf $(TOOLS) && mkdir -p $(TOOLS)
+	tar -C $(TOOLS) --strip-components=1 -xJf $(KSRC_TAR) \
+		--wildcards '*/tools/testing/selftests/kselftest_harness.h' \
+		'*/tools/testing/selftests/kselftest.h' '*/scripts/checkpatch.pl' \
+		'*/scripts/spelling.txt' '*/scripts/const_structs.checkpatch'
+	touch $@
+
+selftests: tools
+	$(MAKE) -C selftests KSFT_DIR=$(TOP)/$(TOOLS)/tools/testing/selftests
+
+check: all lint
+	scripts/run-tests
+
+check-unit: userspace
+	scripts/run-tests --unit-only
+
+check-guest: all
+	scripts/run-tests --guest-only
+
+check-debug: tools
+	scripts/debug-kernel
+	scripts/run-tests --debug-kernel
+
+bench: all
+	scripts/bench
+
+lint: tools
+	perl $(TOOLS)/scripts/checkpatch.pl --strict --no-tree --terse --show-types \
+		-f dm-bsync/*.c dm-bsync/*.h
+	$(MAKE) -C userspace lint
+
+deps:
+	scripts/setup
+
+clean:
+	$(MAKE) -C userspace clean
+	$(MAKE) -C selftests clean
+	rm -rf build out

@@ -1,0 +1,602 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Control interface of the bsync target: the messages that manage dirty
+ * bitmaps, and the status lines. Every operation runs under the device's
+ * control mutex; those that rewrite bits the bio path may be setting run
+ * with writes quiesced, so they happen at one instant with respect to I/O.
+ */
+#include <linux/ctype.h>
+#include <linux/kernel.h>
+#include <linux/log2.h>
+#include <linux/sizes.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+
+#include "dm-bsync.h"
+
+#define EXTENTS_DEFAULT	1024
+#define EXTENTS_MAX	65536
+/* Room one more "offset:length" reply token may need. */
+#define EXTENT_TOKEN_MAX 48
+
+#define msg_err(bt, fmt, ...) \
+	DMERR_LIMIT("%s: " fmt, bsync_dev_name(bt), ##__VA_ARGS__)
+
+/*
+ * Argument parsing
+ */
+
+/* Bytes, with an optional k, m or g suffix (powers of 1024). */
+static int parse_size(const char *arg, u64 *val)
+{
+	size_t n = strlen(arg);
+	unsigned int shift = 0;
+	char buf[24];
+	int r;
+
+	if (!n || n >= sizeof(buf))
+		return -EINVAL;
+	switch (tolower(arg[n - 1])) {
+	case 'k':
+		shift = 10;
+		break;
+	case 'm':
+		shift = 20;
+		break;
+	case 'g':
+		shift = 30;
+		break;
+	}
+	memcpy(buf, arg, n + 1);
+	if (shift)
+		buf[--n] = '\0';
+	r = kstrtoull(buf, 10, val);
+	if (r)
+		return r;
+	if (*val > (U64_MAX >> shift))
+		return -ERANGE;
+	*val <<= shift;
+	return 0;
+}
+
+/* A power of two from 512 bytes to 1 GiB, as log2 of sectors. */
+int bsync_parse_granularity(const char *arg, unsigned int *shift)
+{
+	u64 bytes;
+	int r;
+
+	r = parse_size(arg, &bytes);
+	if (r)
+		return r;
+	if (!is_power_of_2(bytes))
+		return -EINVAL;
+	if (bytes < (SECTOR_SIZE << BSYNC_GRAN_MIN_SHIFT) ||
+	    bytes > ((u64)SECTOR_SIZE << BSYNC_GRAN_MAX_SHIFT))
+		return -ERANGE;
+	*shift = ilog2(bytes) - SECTOR_SHIFT;
+	return 0;
+}
+
+static int check_name(struct bsync_target *bt, const char *name)
+{
+	const char *p;
+
+	if (strlen(name) > BSYNC_NAME_MAX) {
+		msg_err(bt, "bitmap name longer than %d bytes", BSYNC_NAME_MAX);
+		return -ENAMETOOLONG;
+	}
+	for (p = name; *p; p++) {
+		if (!isalnum(*p) && !strchr("_-.:+@", *p)) {
+			msg_err(bt, "bitmap name \"%s\": character '%c' not allowed", name, *p);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static struct bsync_bitmap *find_bitmap(struct bsync_state *st, const char *name)
+{
+	struct bsync_bitmap *bm;
+
+	list_for_each_entry(bm, &st->bitmaps, list)
+		if (!strcmp(bm->name, name))
+			return bm;
+	return NULL;
+}
+
+/*
+ * Look up a named bitmap for an operation; fail with -ENOENT if absent and,
+ * when @idle, with -EBUSY if a backup has it frozen.
+ */
+static int get_bitmap(struct bsync_target *bt, const char *verb, const char *name,
+		      bool idle, struct bsync_bitmap **out)
+{
+	struct bsync_bitmap *bm = find_bitmap(bt->st, name);
+
+	if (!bm) {
+		msg_err(bt, "%s: no bitmap \"%s\"", verb, name);
+		return -ENOENT;
+	}
+	if (idle && bsync_bitmap_busy(bm)) {
+		msg_err(bt, "%s: bitmap \"%s\" is in use by a backup", verb, name);
+		return -EBUSY;
+	}
+	*out = bm;
+	return 0;
+}
+
+/* A byte offset and length, sector aligned and inside the device. */
+static int parse_range(struct bsync_target *bt, const char *verb, const char *off_arg,
+		       const char *len_arg, sector_t *sector, sector_t *nr)
+{
+	u64 off, len;
+
+	if (kstrtoull(off_arg, 10, &off) || kstrtoull(len_arg, 10, &len) ||
+	    (off | len) & (SECTOR_SIZE - 1)) {
+		msg_err(bt, "%s: range %s+%s is not in 512-byte units", verb, off_arg, len_arg);
+		return -EINVAL;
+	}
+	if (off >> SECTOR_SHIFT > bt->st->dev_sectors ||
+	    len >> SECTOR_SHIFT > bt->st->dev_sectors - (off >> SECTOR_SHIFT)) {
+		msg_err(bt, "%s: range %s+%s is beyond the device end", verb, off_arg, len_arg);
+		return -ERANGE;
+	}
+	*sector = off >> SECTOR_SHIFT;
+	*nr = len >> SECTOR_SHIFT;
+	return 0;
+}
+
+/*
+ * Bitmap messages
+ */
+
+/* add <name> [<granularity>] [disabled] */
+static int msg_add(struct bsync_target *bt, unsigned int argc, char **argv,
+		   char *result, unsigned int maxlen)
+{
+	struct bsync_state *st = bt->st;
+	unsigned int shift = BSYNC_DEFAULT_GRAN_SHIFT;
+	bool disabled = false, have_gran = false;
+	struct bsync_bitmap *bm;
+	unsigned int i;
+	int r;
+
+	r = check_name(bt, argv[0]);
+	if (r)
+		return r;
+	for (i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "disabled") && !disabled) {
+			disabled = true;
+		} else if (isdigit(argv[i][0]) && !have_gran) {
+			r = bsync_parse_granularity(argv[i], &shift);
+			if (r) {
+				msg_err(bt, "add: granularity %s must be a power of two from 512 bytes to 1 GiB",
+					argv[i]);
+				return r;
+			}
+			have_gran = true;
+		} else {
+			msg_err(bt, "add: unexpected argument \"%s\"", argv[i]);
+			return -EINVAL;
+		}
+	}
+	if (find_bitmap(st, argv[0])) {
+		msg_err(bt, "add: bitmap \"%s\" already exists", argv[0]);
+		return -EEXIST;
+	}
+	if (st->nr_bitmaps >= BSYNC_MAX_BITMAPS) {
+		msg_err(bt, "add: a device has at most %d bitmaps", BSYNC_MAX_BITMAPS);
+		return -ENOSPC;
+	}
+	bm = bsync_bitmap_create(argv[0], shift, st->dev_sectors, !disabled);
+	if (IS_ERR(bm)) {
+		msg_err(bt, "add: cannot allocate bitmap \"%s\": %ld", argv[0], PTR_ERR(bm));
+		return PTR_ERR(bm);
+	}
+	r = bsync_quiesce_writes(st);
+	if (r) {
+		bsync_bitmap_destroy(bm);
+		return r;
+	}
+	list_add_tail(&bm->list, &st->bitmaps);
+	st->nr_bitmaps++;
+	bsync_resume_writes(st);
+	return 0;
+}
+
+/* remove <name> */
+static int msg_remove(struct bsync_target *bt, unsigned int argc, char **argv,
+		      char *result, unsigned int maxlen)
+{
+	struct bsync_bitmap *bm;
+	int r;
+
+	r = get_bitmap(bt, "remove", argv[0], true, &bm);
+	if (r)
+		return r;
+	r = bsync_quiesce_writes(bt->st);
+	if (r)
+		return r;
+	list_del(&bm->list);
+	bt->st->nr_bitmaps--;
+	bsync_resume_writes(bt->st);
+	bsync_bitmap_destroy(bm);
+	return 0;
+}
+
+/* clear|enable|disable <name> */
+static int msg_set_state(struct bsync_target *bt, unsigned int argc, char **argv,
+			 char *result, unsigned int maxlen)
+{
+	struct bsync_bitmap *bm;
+	int r;
+
+	r = get_bitmap(bt, argv[-1], argv[0], true, &bm);
+	if (r)
+		return r;
+	r = bsync_quiesce_writes(bt->st);
+	if (r)
+		return r;
+	if (!strcmp(argv[-1], "clear"))
+		bsync_bitmap_clear(bm);
+	else
+		bm->recording = !strcmp(argv[-1], "enable");
+	bsync_resume_writes(bt->st);
+	return 0;
+}
+
+/* merge <target> <source> [<source>...]: target |= sources */
+static int msg_merge(struct bsync_target *bt, unsigned int argc, char **argv,
+		     char *result, unsigned int maxlen)
+{
+	struct bsync_bitmap *dst, *src;
+	unsigned int i;
+	int r;
+
+	r = get_bitmap(bt, "merge", argv[0], true, &dst);
+	if (r)
+		return r;
+	for (i = 1; i < argc; i++) {
+		r = get_bitmap(bt, "merge", argv[i], true, &src);
+		if (r)
+			return r;
+	}
+	r = bsync_quiesce_writes(bt->st);
+	if (r)
+		return r;
+	for (i = 1; i < argc; i++)
+		bsync_bitmap_merge(dst, find_bitmap(bt->st, argv[i]));
+	bsync_resume_writes(bt->st);
+	return 0;
+}
+
+/*
+ * freeze <name> [bitmap|all|allocated|none]
+ *
+ * From this instant writes are recorded in an anonymous successor and the
+ * bitmap keeps its bits. The optional argument says what the backup will
+ * copy (default: the bitmap's bits); that "remaining" set, less what is
+ * reported copied, is merged back by "unfreeze <name> always".
+ */
+static int msg_freeze(struct bsync_target *bt, unsigned int argc, char **argv,
+		      char *result, unsigned int maxlen)
+{
+	static const char * const sets[] = { "bitmap", "all", "allocated", "none" };
+	struct bsync_state *st = bt->st;
+	struct bsync_bitmap *bm, *succ, *rem = NULL;
+	int set = 0, r;
+
+	r = get_bitmap(bt, "freeze", argv[0], true, &bm);
+	if (r)
+		return r;
+	if (argc > 1) {
+		set = match_string(sets, ARRAY_SIZE(sets), argv[1]);
+		if (set < 0) {
+			msg_err(bt, "freeze: copy set \"%s\" is not bitmap, all, allocated or none",
+				argv[1]);
+			return -EINVAL;
+		}
+	}
+	succ = bsync_bitmap_create(NULL, bm->shift, st->dev_sectors, bm->recording);
+	if (IS_ERR(succ))
+		return PTR_ERR(succ);
+	if (set != 3) {
+		rem = bsync_bitmap_create(NULL, bm->shift, st->dev_sectors, false);
+		if (IS_ERR(rem)) {
+			bsync_bitmap_destroy(succ);
+			return PTR_ERR(rem);
+		}
+	}
+	r = bsync_quiesce_writes(st);
+	if (r) {
+		bsync_bitmap_destroy(succ);
+		bsync_bitmap_destroy(rem);
+		return r;
+	}
+	if (set == 0)
+		bsync_bitmap_merge(rem, bm);
+	else if (set == 1)
+		bsync_bitmap_mark_all(rem);
+	else if (set == 2)
+		bsync_bitmap_merge(rem, st->alloc);
+	bm->successor = succ;
+	bm->remaining = rem;
+	bsync_resume_writes(st);
+	return 0;
+}
+
+/* copied <name> <offset> <length> [<offset> <length>...] (bytes) */
+static int msg_copied(struct bsync_target *bt, unsigned int argc, char **argv,
+		      char *result, unsigned int maxlen)
+{
+	struct bsync_bitmap *bm;
+	sector_t sector, nr;
+	unsigned int i;
+	int r;
+
+	r = get_bitmap(bt, "copied", argv[0], false, &bm);
+	if (r)
+		return r;
+	if (!bsync_bitmap_busy(bm)) {
+		msg_err(bt, "copied: bitmap \"%s\" is not frozen", argv[0]);
+		return -EINVAL;
+	}
+	if (argc % 2 != 1) {
+		msg_err(bt, "copied: needs offset and length pairs");
+		return -EINVAL;
+	}
+	for (i = 1; i < argc; i += 2) {
+		r = parse_range(bt, "copied", argv[i], argv[i + 1], &sector, &nr);
+		if (r)
+			return r;
+	}
+	if (!bm->remaining)
+		return 0;
+	for (i = 1; i < argc; i += 2) {
+		parse_range(bt, "copied", argv[i], argv[i + 1], &sector, &nr);
+		bsync_bitmap_unmark_covered(bm->remaining, sector, nr);
+	}
+	return 0;
+}
+
+/*
+ * unfreeze <name> abdicate|reclaim|always
+ *   abdicate  bitmap := successor            (backup succeeded)
+ *   reclaim   bitmap := bitmap | successor   (failed, or sync rule "never")
+ *   always    bitmap := successor | remaining
+ */
+static int msg_unfreeze(struct bsync_target *bt, unsigned int argc, char **argv,
+			char *result, unsigned int maxlen)
+{
+	static const char * const ends[] = { "abdicate", "reclaim", "always" };
+	struct bsync_bitmap *bm, *succ, *rem;
+	int end, r;
+
+	r = get_bitmap(bt, "unfreeze", argv[0], false, &bm);
+	if (r)
+		return r;
+	if (!bsync_bitmap_busy(bm)) {
+		msg_err(bt, "unfreeze: bitmap \"%s\" is not frozen", argv[0]);
+		return -EINVAL;
+	}
+	end = match_string(ends, ARRAY_SIZE(ends), argv[1]);
+	if (end < 0) {
+		msg_err(bt, "unfreeze: \"%s\" is not abdicate, reclaim or always", argv[1]);
+		return -EINVAL;
+	}
+	r = bsync_quiesce_writes(bt->st);
+	if (r)
+		return r;
+	succ = bm->successor;
+	rem = bm->remaining;
+	bm->successor = NULL;
+	bm->remaining = NULL;
+	if (end == 1) {
+		bsync_bitmap_merge(bm, succ);
+		bm->recording = succ->recording;
+		bsync_bitmap_destroy(succ);
+	} else {
+		if (end == 2 && rem)
+			bsync_bitmap_merge(succ, rem);
+		bsync_bitmap_move(bm, succ);
+	}
+	bsync_resume_writes(bt->st);
+	bsync_bitmap_destroy(rem);
+	return 0;
+}
+
+/*
+ * Queries
+ */
+
+static u64 dirty_bytes(const struct bsync_bitmap *bm)
+{
+	return (u64)bsync_bitmap_weight(bm) * bsync_bitmap_granularity(bm);
+}
+
+/*
+ * list: one line per bitmap, a frozen bitmap's successor on the next line:
+ *   bitmap name=<n> granularity=<bytes> count=<bytes> recording=<0|1> busy=<0|1>
+ *   successor parent=<n> granularity=<bytes> count=<bytes> recording=<0|1>
+ */
+static int msg_list(struct bsync_target *bt, unsigned int argc, char **argv,
+		    char *result, unsigned int maxlen)
+{
+	struct bsync_bitmap *bm, *s;
+	unsigned int sz = 0;
+
+	list_for_each_entry(bm, &bt->st->bitmaps, list) {
+		s = bm->successor;
+		DMEMIT("bitmap name=%s granularity=%llu count=%llu recording=%d busy=%d\n",
+		       bm->name, bsync_bitmap_granularity(bm), dirty_bytes(bm),
+		       s ? s->recording : bm->recording, !!s);
+		if (s)
+			DMEMIT("successor parent=%s granularity=%llu count=%llu recording=%d\n",
+			       bm->name, bsync_bitmap_granularity(s), dirty_bytes(s),
+			       s->recording);
+	}
+	return 1;
+}
+
+/*
+ * Reply "<offset>:<length> ... <next>" in bytes: the dirty runs from
+ * <offset> on, at most @max of them and as many as fit, then where to
+ * continue, or "end".
+ */
+static int emit_extents(struct bsync_target *bt, struct bsync_bitmap *bm,
+			unsigned int argc, char **argv, char *result, unsigned int maxlen)
+{
+	unsigned int sz = 0, max = EXTENTS_DEFAULT, n = 0;
+	sector_t from, start, len;
+	u64 off;
+
+	if (kstrtoull(argv[0], 10, &off) || off & (SECTOR_SIZE - 1)) {
+		msg_err(bt, "extents: offset %s is not in 512-byte units", argv[0]);
+		return -EINVAL;
+	}
+	if (argc > 1 && (kstrtouint(argv[1], 10, &max) || !max || max > EXTENTS_MAX)) {
+		msg_err(bt, "extents: count %s is not 1..%d", argv[1], EXTENTS_MAX);
+		return -EINVAL;
+	}
+	from = off >> SECTOR_SHIFT;
+	while (n < max && maxlen - sz > 2 * EXTENT_TOKEN_MAX &&
+	       bsync_bitmap_next_extent(bm, from, &start, &len)) {
+		DMEMIT("%llu:%llu ", (u64)start << SECTOR_SHIFT, (u64)len << SECTOR_SHIFT);
+		from = start + len;
+		n++;
+	}
+	if (bsync_bitmap_next_extent(bm, from, &start, &len))
+		DMEMIT("%llu", (u64)from << SECTOR_SHIFT);
+	else
+		DMEMIT("end");
+	return 1;
+}
+
+/* extents <name> <offset> [<max>] */
+static int msg_extents(struct bsync_target *bt, unsigned int argc, char **argv,
+		       char *result, unsigned int maxlen)
+{
+	struct bsync_bitmap *bm;
+	int r;
+
+	r = get_bitmap(bt, "extents", argv[0], false, &bm);
+	if (r)
+		return r;
+	return emit_extents(bt, bm, argc - 1, argv + 1, result, maxlen);
+}
+
+/* alloc_extents <offset> [<max>]: runs that may hold data */
+static int msg_alloc_extents(struct bsync_target *bt, unsigned int argc, char **argv,
+			     char *result, unsigned int maxlen)
+{
+	return emit_extents(bt, bt->st->alloc, argc, argv, result, maxlen);
+}
+
+/*
+ * Dispatch
+ */
+
+struct bsync_msg {
+	const char *verb;
+	unsigned int min_args, max_args;	/* after the verb */
+	int (*fn)(struct bsync_target *bt, unsigned int argc, char **argv,
+		  char *result, unsigned int maxlen);
+};
+
+static const struct bsync_msg bsync_msgs[] = {
+	{ "add",		1, 3,		msg_add },
+	{ "remove",		1, 1,		msg_remove },
+	{ "clear",		1, 1,		msg_set_state },
+	{ "enable",		1, 1,		msg_set_state },
+	{ "disable",		1, 1,		msg_set_state },
+	{ "merge",		2, BSYNC_MAX_BITMAPS, msg_merge },
+	{ "freeze",		1, 2,		msg_freeze },
+	{ "copied",		3, UINT_MAX,	msg_copied },
+	{ "unfreeze",		2, 2,		msg_unfreeze },
+	{ "list",		0, 0,		msg_list },
+	{ "extents",		2, 3,		msg_extents },
+	{ "alloc_extents",	1, 2,		msg_alloc_extents },
+};
+
+int bsync_message(struct dm_target *ti, unsigned int argc, char **argv,
+		  char *result, unsigned int maxlen)
+{
+	struct bsync_target *bt = ti->private;
+	const struct bsync_msg *m;
+	unsigned int i;
+	int r;
+
+	for (i = 0; i < ARRAY_SIZE(bsync_msgs); i++) {
+		m = &bsync_msgs[i];
+		if (argc && !strcasecmp(argv[0], m->verb))
+			goto found;
+	}
+	msg_err(bt, "unknown message \"%s\"", argc ? argv[0] : "");
+	return -EINVAL;
+found:
+	if (argc - 1 < m->min_args || argc - 1 > m->max_args) {
+		msg_err(bt, "%s: wrong number of arguments (%u)", m->verb, argc - 1);
+		return -EINVAL;
+	}
+	mutex_lock(&bt->st->lock);
+	r = m->fn(bt, argc - 1, argv + 1, result, maxlen);
+	mutex_unlock(&bt->st->lock);
+	return r;
+}
+
+/*
+ * Status
+ */
+
+static void sum_stats(struct bsync_state *st, struct bsync_stats *sum)
+{
+	int cpu;
+
+	memset(sum, 0, sizeof(*sum));
+	for_each_possible_cpu(cpu) {
+		struct bsync_stats *s = per_cpu_ptr(st->stats, cpu);
+
+		sum->writes += s->writes;
+		sum->deferred += s->deferred;
+	}
+}
+
+/*
+ * INFO:  <#bitmaps> <alloc granularity> <allocated clusters>/<clusters>
+ *        <writes> <held writes>
+ * TABLE: <origin> [<#features> [zeroed] [alloc_granularity <bytes>]]
+ */
+void bsync_status(struct dm_target *ti, status_type_t type, unsigned int status_flags,
+		  char *result, unsigned int maxlen)
+{
+	struct bsync_target *bt = ti->private;
+	struct bsync_state *st = bt->st;
+	bool gran = bt->alloc_shift != BSYNC_DEFAULT_GRAN_SHIFT;
+	struct bsync_stats stats;
+	unsigned int sz = 0;
+
+	switch (type) {
+	case STATUSTYPE_INFO:
+		sum_stats(st, &stats);
+		mutex_lock(&st->lock);
+		DMEMIT("%u %llu %lu/%lu %llu %llu", st->nr_bitmaps,
+		       bsync_bitmap_granularity(st->alloc), bsync_bitmap_weight(st->alloc),
+		       st->alloc->nr_bits, stats.writes, stats.deferred);
+		mutex_unlock(&st->lock);
+		break;
+	case STATUSTYPE_TABLE:
+		DMEMIT("%s", bt->origin->name);
+		if (bt->zeroed || gran)
+			DMEMIT(" %u", bt->zeroed + 2 * gran);
+		if (bt->zeroed)
+			DMEMIT(" zeroed");
+		if (gran)
+			DMEMIT(" alloc_granularity %llu", (u64)SECTOR_SIZE << bt->alloc_shift);
+		break;
+	case STATUSTYPE_IMA:
+		DMEMIT("target_name=%s,target_version=%u.%u.%u,origin=%s,zeroed=%c;",
+		       ti->type->name, ti->type->version[0], ti->type->version[1],
+		       ti->type->version[2], bt->origin->name, bt->zeroed ? 'y' : 'n');
+		break;
+	}
+}

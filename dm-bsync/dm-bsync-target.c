@@ -1,0 +1,494 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dm-bsync: dirty bitmaps for incremental, point-in-time block backups.
+ *
+ * The target passes I/O straight to one origin device and records, in any
+ * number of named dirty bitmaps, which clusters were written. This file
+ * holds the table constructor, the bio path and the write gate; messages
+ * and status live in dm-bsync-ctl.c.
+ */
+#include <linux/blkdev.h>
+#include <linux/module.h>
+#include <linux/slab.h>
+
+#include "dm-bsync.h"
+
+/*
+ * State shared across table reloads
+ */
+
+static LIST_HEAD(bsync_states);
+static DEFINE_MUTEX(bsync_states_lock);
+
+static void state_free(struct bsync_state *st)
+{
+	struct bsync_bitmap *bm, *tmp;
+
+	list_for_each_entry_safe(bm, tmp, &st->bitmaps, list)
+		bsync_bitmap_destroy(bm);
+	bsync_bitmap_destroy(st->alloc);
+	free_percpu(st->inflight);
+	free_percpu(st->stats);
+	kfree(st);
+}
+
+static struct bsync_state *state_create(struct bsync_target *bt)
+{
+	struct bsync_state *st;
+
+	st = kzalloc(sizeof(*st), GFP_KERNEL);
+	if (!st)
+		return ERR_PTR(-ENOMEM);
+	refcount_set(&st->ref, 1);
+	st->md = dm_table_get_md(bt->ti->table);
+	st->origin_dev = bt->origin->bdev->bd_dev;
+	st->dev_sectors = bt->ti->len;
+	mutex_init(&st->lock);
+	INIT_LIST_HEAD(&st->bitmaps);
+	spin_lock_init(&st->gate_lock);
+	bio_list_init(&st->deferred);
+	init_waitqueue_head(&st->drain_wait);
+
+	st->inflight = alloc_percpu(long);
+	st->stats = alloc_percpu(struct bsync_stats);
+	if (!st->inflight || !st->stats)
+		goto bad;
+	st->alloc = bsync_bitmap_create(NULL, bt->alloc_shift, st->dev_sectors, true);
+	if (IS_ERR(st->alloc)) {
+		int r = PTR_ERR(st->alloc);
+
+		st->alloc = NULL;
+		state_free(st);
+		return ERR_PTR(r);
+	}
+	/* Unknown origin content: every cluster may hold data. */
+	if (!bt->zeroed)
+		bsync_bitmap_mark_all(st->alloc);
+	return st;
+bad:
+	state_free(st);
+	return ERR_PTR(-ENOMEM);
+}
+
+/* Find the state of a reloaded device, or make a new one. */
+static int state_get(struct bsync_target *bt)
+{
+	struct mapped_device *md = dm_table_get_md(bt->ti->table);
+	struct bsync_state *st;
+	int r = 0;
+
+	mutex_lock(&bsync_states_lock);
+	list_for_each_entry(st, &bsync_states, node) {
+		if (st->md != md)
+			continue;
+		if (st->origin_dev != bt->origin->bdev->bd_dev) {
+			bt->ti->error = "Origin differs from the loaded table's";
+			r = -EINVAL;
+		} else if (BIT(bt->alloc_shift) != BIT(st->alloc->shift)) {
+			bt->ti->error = "alloc_granularity cannot change on reload";
+			r = -EINVAL;
+		} else {
+			refcount_inc(&st->ref);
+			bt->st = st;
+		}
+		goto out;
+	}
+	st = state_create(bt);
+	if (IS_ERR(st)) {
+		bt->ti->error = "Cannot allocate device state";
+		r = PTR_ERR(st);
+		goto out;
+	}
+	list_add(&st->node, &bsync_states);
+	bt->st = st;
+out:
+	mutex_unlock(&bsync_states_lock);
+	return r;
+}
+
+static void state_put(struct bsync_state *st)
+{
+	mutex_lock(&bsync_states_lock);
+	if (refcount_dec_and_test(&st->ref)) {
+		list_del(&st->node);
+		state_free(st);
+	}
+	mutex_unlock(&bsync_states_lock);
+}
+
+const char *bsync_dev_name(struct bsync_target *bt)
+{
+	return dm_device_name(dm_table_get_md(bt->ti->table));
+}
+
+/*
+ * Write gate
+ *
+ * Control operations that rewrite bitmaps (clear, freeze, unfreeze, ...)
+ * must happen at one instant with respect to writes: every write is then
+ * either wholly before it or wholly after it. The bio path counts write
+ * bios from map to completion in per-cpu counters; closing the gate holds
+ * new writes on a list and waits for the count to drain. This is a write-
+ * only internal suspend that never blocks the bio path.
+ */
+
+static bool gate_enter(struct bsync_state *st)
+{
+	this_cpu_inc(*st->inflight);
+	smp_mb(); /* pairs with bsync_quiesce_writes() */
+	if (likely(!READ_ONCE(st->gate_closed)))
+		return true;
+	this_cpu_dec(*st->inflight);
+	wake_up(&st->drain_wait);
+	return false;
+}
+
+static void gate_exit(struct bsync_state *st)
+{
+	this_cpu_dec(*st->inflight);
+	smp_mb(); /* pairs with bsync_quiesce_writes() */
+	if (unlikely(READ_ONCE(st->gate_closed)))
+		wake_up(&st->drain_wait);
+}
+
+/*
+ * A bio only counts once it entered, and once the gate is closed no new
+ * bio stays entered, so a sum of zero means no write is in flight.
+ */
+static bool writes_drained(struct bsync_state *st)
+{
+	long sum = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		sum += *per_cpu_ptr(st->inflight, cpu);
+	return sum == 0;
+}
+
+/* Close the gate and wait for in-flight writes. Caller holds st->lock. */
+int bsync_quiesce_writes(struct bsync_state *st)
+{
+	int r;
+
+	lockdep_assert_held(&st->lock);
+	WRITE_ONCE(st->gate_closed, true);
+	smp_mb(); /* pairs with gate_enter() and gate_exit() */
+	r = wait_event_killable(st->drain_wait, writes_drained(st));
+	if (r)
+		bsync_resume_writes(st);
+	return r;
+}
+
+static int bsync_map_write(struct bsync_target *bt, struct bio *bio);
+
+/* Open the gate and issue the writes it held. Caller holds st->lock. */
+void bsync_resume_writes(struct bsync_state *st)
+{
+	struct bsync_target *bt;
+	struct bio_list held;
+	struct bio *bio;
+
+	spin_lock_irq(&st->gate_lock);
+	WRITE_ONCE(st->gate_closed, false);
+	held = st->deferred;
+	bio_list_init(&st->deferred);
+	spin_unlock_irq(&st->gate_lock);
+
+	while ((bio = bio_list_pop(&held))) {
+		bt = ((struct bsync_bio *)dm_per_bio_data(bio, sizeof(struct bsync_bio)))->bt;
+		if (bsync_map_write(bt, bio) == DM_MAPIO_REMAPPED)
+			dm_submit_bio_remap(bio, NULL);
+	}
+}
+
+/*
+ * Bio path
+ */
+
+static bool bio_writes_data(struct bio *bio)
+{
+	switch (bio_op(bio)) {
+	case REQ_OP_WRITE:
+	case REQ_OP_WRITE_ZEROES:
+	case REQ_OP_DISCARD:
+		return bio_sectors(bio) != 0;
+	default:
+		return false;
+	}
+}
+
+static void track_write(struct bsync_state *st, sector_t sector, sector_t nr)
+{
+	struct bsync_bitmap *bm, *rec;
+
+	list_for_each_entry(bm, &st->bitmaps, list) {
+		rec = bm->successor ?: bm;
+		if (rec->recording)
+			bsync_bitmap_mark(rec, sector, nr);
+	}
+	bsync_bitmap_mark(st->alloc, sector, nr);
+	this_cpu_inc(st->stats->writes);
+}
+
+/* Hold a write at a closed gate; false if the gate opened meanwhile. */
+static bool defer_write(struct bsync_state *st, struct bio *bio)
+{
+	unsigned long flags;
+	bool held = false;
+
+	spin_lock_irqsave(&st->gate_lock, flags);
+	if (st->gate_closed) {
+		bio_list_add(&st->deferred, bio);
+		held = true;
+	}
+	spin_unlock_irqrestore(&st->gate_lock, flags);
+	if (held)
+		this_cpu_inc(st->stats->deferred);
+	return held;
+}
+
+static int bsync_map_write(struct bsync_target *bt, struct bio *bio)
+{
+	struct bsync_bio *pb = dm_per_bio_data(bio, sizeof(struct bsync_bio));
+	struct bsync_state *st = bt->st;
+
+	while (!gate_enter(st)) {
+		if (bio->bi_opf & REQ_NOWAIT) {
+			bio_wouldblock_error(bio);
+			return DM_MAPIO_SUBMITTED;
+		}
+		if (defer_write(st, bio))
+			return DM_MAPIO_SUBMITTED;
+	}
+	pb->gated = true;
+	track_write(st, dm_target_offset(bt->ti, bio->bi_iter.bi_sector), bio_sectors(bio));
+	bio->bi_iter.bi_sector = dm_target_offset(bt->ti, bio->bi_iter.bi_sector);
+	bio_set_dev(bio, bt->origin->bdev);
+	return DM_MAPIO_REMAPPED;
+}
+
+static int bsync_map(struct dm_target *ti, struct bio *bio)
+{
+	struct bsync_target *bt = ti->private;
+	struct bsync_bio *pb = dm_per_bio_data(bio, sizeof(struct bsync_bio));
+
+	pb->gated = false;
+	pb->bt = bt;
+	if (bio_writes_data(bio))
+		return bsync_map_write(bt, bio);
+
+	bio_set_dev(bio, bt->origin->bdev);
+	if (bio_sectors(bio))
+		bio->bi_iter.bi_sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
+	return DM_MAPIO_REMAPPED;
+}
+
+static int bsync_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
+{
+	struct bsync_target *bt = ti->private;
+	struct bsync_bio *pb = dm_per_bio_data(bio, sizeof(struct bsync_bio));
+
+	if (pb->gated)
+		gate_exit(bt->st);
+	return DM_ENDIO_DONE;
+}
+
+/*
+ * Constructor
+ */
+
+/*
+ * <origin dev> [<#feature args> [<feature arg>]*]
+ *
+ * feature args:
+ *   zeroed                   the origin reads as zeroes: nothing is
+ *                            allocated until written
+ *   alloc_granularity <bytes> allocation tracking granularity (64 KiB)
+ */
+static int parse_features(struct dm_arg_set *as, struct bsync_target *bt)
+{
+	static const struct dm_arg _args[] = {
+		{0, 3, "Invalid number of feature args"},
+	};
+	struct dm_target *ti = bt->ti;
+	unsigned int argc;
+	const char *arg;
+	int r;
+
+	if (!as->argc)
+		return 0;
+	r = dm_read_arg_group(_args, as, &argc, &ti->error);
+	if (r)
+		return r;
+	while (argc--) {
+		arg = dm_shift_arg(as);
+		if (!strcasecmp(arg, "zeroed")) {
+			bt->zeroed = true;
+		} else if (!strcasecmp(arg, "alloc_granularity")) {
+			if (!argc--) {
+				ti->error = "alloc_granularity needs a value";
+				return -EINVAL;
+			}
+			r = bsync_parse_granularity(dm_shift_arg(as), &bt->alloc_shift);
+			if (r) {
+				ti->error = "Invalid alloc_granularity";
+				return r;
+			}
+		} else {
+			ti->error = "Unrecognised feature argument";
+			return -EINVAL;
+		}
+	}
+	if (as->argc) {
+		ti->error = "Too many arguments";
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int bsync_ctr(struct dm_target *ti, unsigned int argc, char **argv)
+{
+	struct dm_arg_set as = { .argc = argc, .argv = argv };
+	struct bsync_target *bt;
+	int r;
+
+	if (argc < 1) {
+		ti->error = "Missing origin device";
+		return -EINVAL;
+	}
+	bt = kzalloc(sizeof(*bt), GFP_KERNEL);
+	if (!bt) {
+		ti->error = "Cannot allocate target";
+		return -ENOMEM;
+	}
+	bt->ti = ti;
+	bt->alloc_shift = BSYNC_DEFAULT_GRAN_SHIFT;
+
+	r = dm_get_device(ti, dm_shift_arg(&as), dm_table_get_mode(ti->table), &bt->origin);
+	if (r) {
+		ti->error = "Cannot open origin device";
+		goto bad_free;
+	}
+	if (ti->len > bdev_nr_sectors(bt->origin->bdev)) {
+		ti->error = "Device is larger than its origin";
+		r = -EINVAL;
+		goto bad_put;
+	}
+	r = parse_features(&as, bt);
+	if (r)
+		goto bad_put;
+	r = state_get(bt);
+	if (r)
+		goto bad_put;
+
+	ti->private = bt;
+	ti->num_flush_bios = 1;
+	ti->flush_supported = true;
+	ti->num_discard_bios = 1;
+	ti->num_write_zeroes_bios = 1;
+	ti->per_io_data_size = sizeof(struct bsync_bio);
+	return 0;
+
+bad_put:
+	dm_put_device(ti, bt->origin);
+bad_free:
+	kfree(bt);
+	return r;
+}
+
+static void bsync_dtr(struct dm_target *ti)
+{
+	struct bsync_target *bt = ti->private;
+
+	state_put(bt->st);
+	dm_put_device(ti, bt->origin);
+	kfree(bt);
+}
+
+/*
+ * Suspend, resume, limits
+ */
+
+/* A reload with a new length resizes the bitmaps; the device is suspended. */
+static int bsync_preresume(struct dm_target *ti)
+{
+	struct bsync_target *bt = ti->private;
+	struct bsync_state *st = bt->st;
+	struct bsync_bitmap *bm;
+	int r = 0;
+
+	mutex_lock(&st->lock);
+	if (st->dev_sectors == ti->len)
+		goto out;
+	r = bsync_quiesce_writes(st);
+	if (r)
+		goto out;
+	list_for_each_entry(bm, &st->bitmaps, list) {
+		r = bsync_bitmap_resize(bm, ti->len);
+		if (!r && bm->successor)
+			r = bsync_bitmap_resize(bm->successor, ti->len);
+		if (!r && bm->remaining)
+			r = bsync_bitmap_resize(bm->remaining, ti->len);
+		if (r)
+			break;
+	}
+	if (!r)
+		r = bsync_bitmap_resize(st->alloc, ti->len);
+	if (!r) {
+		/* Grown space of an origin of unknown content may hold data. */
+		if (!bt->zeroed && ti->len > st->dev_sectors)
+			bsync_bitmap_mark(st->alloc, st->dev_sectors, ti->len - st->dev_sectors);
+		st->dev_sectors = ti->len;
+	} else {
+		DMERR("%s: cannot resize bitmaps to %llu sectors: %d",
+		      bsync_dev_name(bt), (unsigned long long)ti->len, r);
+	}
+	bsync_resume_writes(st);
+out:
+	mutex_unlock(&st->lock);
+	return r;
+}
+
+static int bsync_iterate_devices(struct dm_target *ti, iterate_devices_callout_fn fn,
+				 void *data)
+{
+	struct bsync_target *bt = ti->private;
+
+	return fn(ti, bt->origin, 0, ti->len, data);
+}
+
+static struct target_type bsync_target = {
+	.name = "bsync",
+	.version = {1, 0, 0},
+	.features = DM_TARGET_NOWAIT,
+	.module = THIS_MODULE,
+	.ctr = bsync_ctr,
+	.dtr = bsync_dtr,
+	.map = bsync_map,
+	.end_io = bsync_end_io,
+	.preresume = bsync_preresume,
+	.status = bsync_status,
+	.message = bsync_message,
+	.iterate_devices = bsync_iterate_devices,
+};
+
+static int __init dm_bsync_init(void)
+{
+	int r = dm_register_target(&bsync_target);
+
+	if (r)
+		DMERR("register failed %d", r);
+	return r;
+}
+
+static void __exit dm_bsync_exit(void)
+{
+	dm_unregister_target(&bsync_target);
+}
+
+module_init(dm_bsync_init);
+module_exit(dm_bsync_exit);
+
+MODULE_DESCRIPTION(DM_NAME " dirty bitmaps for incremental block backups");
+MODULE_AUTHOR("dm-bsync developers");
+MODULE_LICENSE("GPL");

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Internal interfaces of the bsync target, shared by its files:
+ *   dm-bsync-target.c  table constructor, bio path, write gate, suspend/resume
+ *   dm-bsync-ctl.c     messages and status
+ *   dm-bsync-bitmap.c  the dirty bitmap data structure
+ */
+#ifndef DM_BSYNC_H
+#define DM_BSYNC_H
+
+#include <linux/device-mapper.h>
+#include <linux/mutex.h>
+#include <linux/percpu.h>
+#include <linux/refcount.h>
+#include <linux/spinlock.h>
+#include <linux/wait.h>
+
+#include "dm-bsync-bitmap.h"
+#include "dm-bsync-compat.h"
+
+#define DM_MSG_PREFIX "bsync"
+
+#define BSYNC_MAX_BITMAPS	64
+#define BSYNC_DEFAULT_GRAN_SHIFT 7	/* 64 KiB */
+
+struct bsync_stats {
+	u64 writes;		/* write-like bios tracked */
+	u64 deferred;		/* held at a closed write gate */
+};
+
+/*
+ * Everything that outlives one table: a reload with the same origin, or a
+ * resize, hands the same state to the new table. Keyed by mapped device.
+ */
+struct bsync_state {
+	struct list_head node;		/* bsync_states */
+	refcount_t ref;
+	struct mapped_device *md;
+	dev_t origin_dev;
+	sector_t dev_sectors;
+
+	/* Serialises control operations (messages, resize). */
+	struct mutex lock;
+
+	/*
+	 * Named bitmaps and, per bitmap, its successor only change with the
+	 * write gate closed, so the bio path walks them without locks.
+	 */
+	struct list_head bitmaps;
+	unsigned int nr_bitmaps;
+	struct bsync_bitmap *alloc;	/* clusters that may hold data */
+
+	/* Write gate: see bsync_quiesce_writes(). */
+	long __percpu *inflight;
+	bool gate_closed;
+	spinlock_t gate_lock;		/* gate_closed transitions, deferred */
+	struct bio_list deferred;
+	wait_queue_head_t drain_wait;
+
+	struct bsync_stats __percpu *stats;
+};
+
+/* One per table. */
+struct bsync_target {
+	struct dm_target *ti;
+	struct dm_dev *origin;
+	struct bsync_state *st;
+	bool zeroed;			/* table says the origin reads as zeroes */
+	unsigned int alloc_shift;	/* allocation tracking granularity */
+};
+
+/* Per-bio data. */
+struct bsync_bio {
+	struct bsync_target *bt;
+	bool gated;			/* counted in inflight; leave on completion */
+};
+
+/* dm-bsync-target.c */
+int bsync_quiesce_writes(struct bsync_state *st);
+void bsync_resume_writes(struct bsync_state *st);
+const char *bsync_dev_name(struct bsync_target *bt);
+
+/* dm-bsync-ctl.c */
+int bsync_message(struct dm_target *ti, unsigned int argc, char **argv,
+		  char *result, unsigned int maxlen);
+void bsync_status(struct dm_target *ti, status_type_t type, unsigned int status_flags,
+		  char *result, unsigned int maxlen);
+int bsync_parse_granularity(const char *arg, unsigned int *shift);
+
+#endif
