@@ -85,6 +85,8 @@ static int tq_run(const char *fmt, ...)
 			break;
 		n += r;
 	}
+	while (n && (tq_out[n - 1] == '\n' || tq_out[n - 1] == ' '))
+		n--;
 	tq_out[n] = 0;
 	/* drain anything beyond the buffer */
 	while (fgetc(f) != EOF)
