@@ -112,7 +112,7 @@ static int check_header_cluster(struct parse *p, uint32_t cs)
 	uint32_t hlen = q_get32(h + QH_HDR_LEN);
 	uint64_t boff = q_get64(h + QH_BACKING_OFF);
 	uint32_t bsize = q_get32(h + QH_BACKING_SIZE);
-	uint64_t pos;
+	uint64_t pos, end;
 
 	if (hlen < QCOW2_HDR_V3_LEN || hlen > cs || (hlen & 7))
 		return refuse(p, -EINVAL, "invalid header length %u", hlen);
@@ -125,15 +125,23 @@ static int check_header_cluster(struct parse *p, uint32_t cs)
 	if (q_get64(h + QH_AUTOCLEAR) & 1)
 		return refuse(p, -ENOTSUP,
 			      "images with persistent bitmaps are not supported");
-	for (pos = hlen; pos + 8 <= cs;) {
+	/* as in QEMU, extensions end where the backing file name starts */
+	end = boff ? boff : cs;
+	for (pos = hlen; pos + 8 <= end;) {
 		uint32_t type = q_get32(h + pos), len = q_get32(h + pos + 4);
 
-		if (type == QCOW2_EXT_END)
-			return 0;
-		if (len > cs - pos - 8)
+		/* like QEMU, the length is checked even for the end marker */
+		if (len > end - pos - 8)
 			return refuse(p, -EINVAL, "header extension 0x%08x overruns the header cluster",
 				      type);
+		if (type == QCOW2_EXT_END)
+			return 0;
 		switch (type) {
+		case QCOW2_EXT_BACKING_FMT:
+			if (len > QCOW2_MAX_BACKING_FMT)
+				return refuse(p, -EINVAL, "backing format name of %u bytes is too long",
+					      len);
+			break;
 		case QCOW2_EXT_BITMAPS:
 			return refuse(p, -ENOTSUP,
 				      "images with persistent bitmaps are not supported");

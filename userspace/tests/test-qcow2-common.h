@@ -36,6 +36,18 @@ static uint64_t tq_rand(void)
 }
 
 __attribute__((unused))
+static uint32_t q_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+__attribute__((unused))
+static uint64_t q_be64(const uint8_t *p)
+{
+	return (uint64_t)q_be32(p) << 32 | q_be32(p + 4);
+}
+
+__attribute__((unused))
 static uint64_t tq_below(uint64_t n)
 {
 	return n ? tq_rand() % n : 0;
