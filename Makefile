@@ -43,7 +43,7 @@ $(TOOLS)/.stamp: $(KSRC_TAR)
 		'*/scripts/spelling.txt' '*/scripts/const_structs.checkpatch'
 	touch $@
 
-selftests: tools
+selftests: tools userspace
 	$(MAKE) -C selftests KSFT_DIR=$(TOP)/$(TOOLS)/tools/testing/selftests
 
 check: all lint

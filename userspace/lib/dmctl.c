@@ -1,0 +1,306 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Device-mapper control through libdevmapper: see dmctl.h.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libdevmapper.h>
+
+#include "dmctl.h"
+
+static pthread_once_t dmctl_once = PTHREAD_ONCE_INIT;
+/* libdm keeps global state; serialise our calls into it. */
+static pthread_mutex_t dmctl_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* libdm logs through this; keep it quiet, errors come back as errno. */
+__attribute__((format(printf, 5, 6)))
+static void dmctl_log(int level, const char *file, int line, int dm_errno, const char *f, ...)
+{
+	(void)level; (void)file; (void)line; (void)dm_errno; (void)f;
+}
+
+static void dmctl_init(void)
+{
+	setenv("DM_DISABLE_UDEV", "1", 0);
+	dm_udev_set_sync_support(0);
+	dm_log_with_errno_init(dmctl_log);
+}
+
+static struct dm_task *task_new(int type, const char *name)
+{
+	struct dm_task *dmt;
+
+	pthread_once(&dmctl_once, dmctl_init);
+	dmt = dm_task_create(type);
+	if (!dmt)
+		return NULL;
+	if (name && !dm_task_set_name(dmt, name)) {
+		dm_task_destroy(dmt);
+		return NULL;
+	}
+	return dmt;
+}
+
+/* Run a task; 0 or -errno (the kernel's errno where libdm kept it). */
+static int task_run(struct dm_task *dmt)
+{
+	int ok, err;
+
+	pthread_mutex_lock(&dmctl_lock);
+	errno = 0;
+	ok = dm_task_run(dmt);
+	err = dm_task_get_errno(dmt);
+	if (!err)
+		err = errno;
+	pthread_mutex_unlock(&dmctl_lock);
+	if (ok)
+		return 0;
+	return err ? -err : -EIO;
+}
+
+static int simple_task(int type, const char *name)
+{
+	struct dm_task *dmt = task_new(type, name);
+	int r;
+
+	if (!dmt)
+		return -ENOMEM;
+	dm_task_no_open_count(dmt);
+	r = task_run(dmt);
+	dm_task_destroy(dmt);
+	if (!r) {
+		pthread_mutex_lock(&dmctl_lock);
+		dm_task_update_nodes();
+		pthread_mutex_unlock(&dmctl_lock);
+	}
+	return r;
+}
+
+static int load_task(int type, const char *name, uint64_t sectors, const char *ttype,
+		     const char *params)
+{
+	struct dm_task *dmt = task_new(type, name);
+	int r = -ENOMEM;
+
+	if (!dmt)
+		return -ENOMEM;
+	if (!dm_task_add_target(dmt, 0, sectors, ttype, params))
+		goto out;
+	r = task_run(dmt);
+out:
+	dm_task_destroy(dmt);
+	return r;
+}
+
+int dmctl_create(const char *name, uint64_t sectors, const char *type, const char *params)
+{
+	int r = load_task(DM_DEVICE_CREATE, name, sectors, type, params);
+
+	if (!r) {
+		pthread_mutex_lock(&dmctl_lock);
+		dm_task_update_nodes();
+		pthread_mutex_unlock(&dmctl_lock);
+	}
+	return r;
+}
+
+int dmctl_remove(const char *name)
+{
+	return simple_task(DM_DEVICE_REMOVE, name);
+}
+
+int dmctl_suspend(const char *name)
+{
+	return simple_task(DM_DEVICE_SUSPEND, name);
+}
+
+int dmctl_resume(const char *name)
+{
+	return simple_task(DM_DEVICE_RESUME, name);
+}
+
+int dmctl_reload(const char *name, uint64_t sectors, const char *type, const char *params)
+{
+	int r = load_task(DM_DEVICE_RELOAD, name, sectors, type, params);
+
+	if (r)
+		return r;
+	r = dmctl_suspend(name);
+	if (!r)
+		r = dmctl_resume(name);
+	else
+		simple_task(DM_DEVICE_CLEAR, name);
+	return r;
+}
+
+int dmctl_message(const char *name, const char *msg, char **reply)
+{
+	struct dm_task *dmt = task_new(DM_DEVICE_TARGET_MSG, name);
+	const char *resp;
+	int r = -ENOMEM;
+
+	if (reply)
+		*reply = NULL;
+	if (!dmt)
+		return -ENOMEM;
+	if (!dm_task_set_sector(dmt, 0) || !dm_task_set_message(dmt, msg))
+		goto out;
+	r = task_run(dmt);
+	if (r || !reply)
+		goto out;
+	resp = dm_task_get_message_response(dmt);
+	*reply = strdup(resp ? resp : "");
+	if (!*reply)
+		r = -ENOMEM;
+out:
+	dm_task_destroy(dmt);
+	return r;
+}
+
+int dmctl_status(const char *name, bool table, struct dmctl_table *out)
+{
+	struct dm_task *dmt = task_new(table ? DM_DEVICE_TABLE : DM_DEVICE_STATUS, name);
+	char *type = NULL, *params = NULL;
+	uint64_t start, length;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if (!dmt)
+		return -ENOMEM;
+	dm_task_no_open_count(dmt);
+	r = task_run(dmt);
+	if (r)
+		goto out;
+	dm_get_next_target(dmt, NULL, &start, &length, &type, &params);
+	if (!type) {
+		r = -ENODATA;
+		goto out;
+	}
+	out->start = start;
+	out->length = length;
+	out->type = strdup(type);
+	out->params = strdup(params ? params : "");
+	if (!out->type || !out->params) {
+		dmctl_table_free(out);
+		r = -ENOMEM;
+	}
+out:
+	dm_task_destroy(dmt);
+	return r;
+}
+
+void dmctl_table_free(struct dmctl_table *t)
+{
+	free(t->type);
+	free(t->params);
+	t->type = NULL;
+	t->params = NULL;
+}
+
+int dmctl_exists(const char *name)
+{
+	struct dm_task *dmt = task_new(DM_DEVICE_INFO, name);
+	struct dm_info info;
+	int r;
+
+	if (!dmt)
+		return -ENOMEM;
+	r = task_run(dmt);
+	if (!r)
+		r = dm_task_get_info(dmt, &info) ? !!info.exists : -EIO;
+	dm_task_destroy(dmt);
+	return r;
+}
+
+void dmctl_names_free(char **names)
+{
+	for (char **p = names; p && *p; p++)
+		free(*p);
+	free(names);
+}
+
+static int append_name(char ***names, size_t *n, const char *name)
+{
+	char **grown = realloc(*names, (*n + 2) * sizeof(**names));
+
+	if (!grown)
+		return -ENOMEM;
+	*names = grown;
+	grown[*n] = strdup(name);
+	if (!grown[*n])
+		return -ENOMEM;
+	grown[++*n] = NULL;
+	return 0;
+}
+
+int dmctl_list_by_type(const char *type, char ***names)
+{
+	struct dm_task *dmt = task_new(DM_DEVICE_LIST, NULL);
+	struct dm_names *dn;
+	struct dmctl_table t;
+	unsigned int next = 0;
+	size_t n = 0;
+	int r;
+
+	*names = calloc(1, sizeof(**names));
+	if (!dmt || !*names) {
+		if (dmt)
+			dm_task_destroy(dmt);
+		return -ENOMEM;
+	}
+	r = task_run(dmt);
+	if (r)
+		goto out;
+	dn = dm_task_get_names(dmt);
+	if (!dn || !dn->dev)
+		goto out;
+	do {
+		dn = (struct dm_names *)((char *)dn + next);
+		if (!dmctl_status(dn->name, true, &t)) {
+			if (!strcmp(t.type, type))
+				r = append_name(names, &n, dn->name);
+			dmctl_table_free(&t);
+		}
+		next = dn->next;
+	} while (!r && next);
+out:
+	dm_task_destroy(dmt);
+	if (r) {
+		dmctl_names_free(*names);
+		*names = NULL;
+	}
+	return r;
+}
+
+int dmctl_target_version(const char *type, unsigned int version[3])
+{
+	struct dm_task *dmt = task_new(DM_DEVICE_LIST_VERSIONS, NULL);
+	struct dm_versions *v;
+	unsigned int next = 0;
+	int r;
+
+	if (!dmt)
+		return -ENOMEM;
+	r = task_run(dmt);
+	if (r)
+		goto out;
+	r = -ENOENT;
+	v = dm_task_get_versions(dmt);
+	do {
+		v = (struct dm_versions *)((char *)v + next);
+		if (!strcmp(v->name, type)) {
+			memcpy(version, v->version, 3 * sizeof(unsigned int));
+			r = 0;
+			break;
+		}
+		next = v->next;
+	} while (next);
+out:
+	dm_task_destroy(dmt);
+	return r;
+}
