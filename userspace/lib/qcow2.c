@@ -152,14 +152,21 @@ static int fail(struct qcow2_image *img, int rc, const char *what)
 
 static int flush_abuf(struct qcow2_image *img)
 {
+	uint64_t off;
 	int rc;
 
 	if (!img->abuf_len)
 		return 0;
-	rc = qcow2_pwrite_all(img->fd, img->abuf, img->abuf_len,
-			      (img->end << img->cluster_bits) - img->abuf_len);
+	off = (img->end << img->cluster_bits) - img->abuf_len;
+	rc = qcow2_pwrite_all(img->fd, img->abuf, img->abuf_len, off);
 	if (rc)
 		return fail(img, rc, "writing data");
+	/*
+	 * Start writeback now so that the disk works while the caller reads
+	 * the next data, and the final fsync has little left to do.
+	 */
+	sync_file_range(img->fd, (off64_t)off, (off64_t)img->abuf_len,
+			SYNC_FILE_RANGE_WRITE);
 	img->abuf_len = 0;
 	return 0;
 }
