@@ -1,0 +1,80 @@
+# shellcheck shell=bash
+# Helpers for the shell selftests: TAP output and bsync device handling.
+# Tests print "ok N - ..." / "not ok N - ..." and exit non-zero on failure.
+
+_tap_n=0
+_tap_failed=0
+
+ok() { # cond-status description...
+	local st=$1
+	shift
+	_tap_n=$((_tap_n + 1))
+	if [ "$st" -eq 0 ]; then
+		echo "ok $_tap_n - $*"
+	else
+		echo "not ok $_tap_n - $*"
+		_tap_failed=$((_tap_failed + 1))
+	fi
+}
+
+# expect_eq WANT HAVE description...
+expect_eq() {
+	local want=$1 have=$2
+	shift 2
+	if [ "$want" = "$have" ]; then
+		ok 0 "$*"
+	else
+		ok 1 "$* (want '$want', have '$have')"
+	fi
+}
+
+skip() {
+	_tap_n=$((_tap_n + 1))
+	echo "ok $_tap_n - $* # SKIP"
+}
+
+tap_done() {
+	echo "1..$_tap_n"
+	[ "$_tap_failed" -eq 0 ]
+}
+
+dm() { dmsetup --noudevsync "$@"; }
+
+# bsync_create NAME ORIGIN SECTORS [FEATURE ARGS...]
+bsync_create() {
+	local name=$1 origin=$2 len=$3
+	shift 3
+	echo "0 $len bsync $origin $*" | dm create "$name" && dm mknodes "$name"
+}
+
+# bitmap_field DEV BITMAP FIELD: a field of the bitmap's "list" line
+bitmap_field() {
+	dm message "$1" 0 list | awk -v n="name=$2" -v f="$3" \
+		'$1 == "bitmap" && $2 == n { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == f) print kv[2] } }'
+}
+
+# successor_field DEV BITMAP FIELD
+successor_field() {
+	dm message "$1" 0 list | awk -v n="parent=$2" -v f="$3" \
+		'$1 == "successor" && $2 == n { for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == f) print kv[2] } }'
+}
+
+# extents DEV BITMAP: every dirty run as "offset:length", one per line,
+# following the continuation token through small chunks.
+extents() {
+	local dev=$1 bm=$2 from=0 tok reply
+	while :; do
+		if [ "$bm" = - ]; then
+			reply=$(dm message "$dev" 0 alloc_extents "$from" 5) || return 1
+		else
+			reply=$(dm message "$dev" 0 extents "$bm" "$from" 5) || return 1
+		fi
+		for tok in $reply; do
+			case $tok in
+			*:*) echo "$tok" ;;
+			end) return 0 ;;
+			*) from=$tok ;;
+			esac
+		done
+	done
+}
