@@ -118,8 +118,10 @@ static void test_write_args(void)
 
 	rc = create_simple("w.qcow2", size, 65536, &img);
 	tap_ok(!rc, "create 10.02-cluster image (%s)", err);
-	if (rc)
+	if (rc) {
+		free(buf);
 		return;
+	}
 	tq_path(path, sizeof(path), "w.qcow2");
 	fd = tq_raw_create(tq_path(raw, sizeof(raw), "w.raw"), size);
 	memset(buf, 0x5a, 3 * 65536);
@@ -386,7 +388,7 @@ static void test_refusals(void)
 static void test_existing_keeps(void)
 {
 	char path[512], raw[512];
-	struct qcow2_image *img;
+	struct qcow2_image *img = NULL;
 	uint8_t buf[4096];
 	int rc, fd;
 
