@@ -200,8 +200,11 @@ int qmp_transact(struct qmp_client *c, json_object *request, json_object **reply
 	req = json_object_new_object();
 	if (!req)
 		return -ENOMEM;
-	json_object_object_foreach(request, key, val)
-		json_object_object_add(req, key, json_object_get(val));
+	for (struct json_object_iterator it = json_object_iter_begin(request),
+	     end = json_object_iter_end(request);
+	     !json_object_iter_equal(&it, &end); json_object_iter_next(&it))
+		json_object_object_add(req, json_object_iter_peek_name(&it),
+				       json_object_get(json_object_iter_peek_value(&it)));
 	if (!json_object_object_get_ex(req, "id", &id)) {
 		char buf[32];
 
