@@ -82,13 +82,15 @@ static int simple_task(int type, const char *name)
 }
 
 static int load_task(int type, const char *name, uint64_t sectors, const char *ttype,
-		     const char *params)
+		     const char *params, bool ro)
 {
 	struct dm_task *dmt = task_new(type, name);
 	int r = -ENOMEM;
 
 	if (!dmt)
 		return -ENOMEM;
+	if (ro && !dm_task_set_ro(dmt))
+		goto out;
 	if (!dm_task_add_target(dmt, 0, sectors, ttype, params))
 		goto out;
 	r = task_run(dmt);
@@ -97,9 +99,10 @@ out:
 	return r;
 }
 
-int dmctl_create(const char *name, uint64_t sectors, const char *type, const char *params)
+static int create(const char *name, uint64_t sectors, const char *type, const char *params,
+		  bool ro)
 {
-	int r = load_task(DM_DEVICE_CREATE, name, sectors, type, params);
+	int r = load_task(DM_DEVICE_CREATE, name, sectors, type, params, ro);
 
 	if (!r) {
 		pthread_mutex_lock(&dmctl_lock);
@@ -107,6 +110,16 @@ int dmctl_create(const char *name, uint64_t sectors, const char *type, const cha
 		pthread_mutex_unlock(&dmctl_lock);
 	}
 	return r;
+}
+
+int dmctl_create(const char *name, uint64_t sectors, const char *type, const char *params)
+{
+	return create(name, sectors, type, params, false);
+}
+
+int dmctl_create_ro(const char *name, uint64_t sectors, const char *type, const char *params)
+{
+	return create(name, sectors, type, params, true);
 }
 
 int dmctl_remove(const char *name)
@@ -126,7 +139,7 @@ int dmctl_resume(const char *name)
 
 int dmctl_reload(const char *name, uint64_t sectors, const char *type, const char *params)
 {
-	int r = load_task(DM_DEVICE_RELOAD, name, sectors, type, params);
+	int r = load_task(DM_DEVICE_RELOAD, name, sectors, type, params, false);
 
 	if (r)
 		return r;

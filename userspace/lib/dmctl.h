@@ -22,6 +22,8 @@ struct dmctl_table {
 
 /* Create and activate a one-target device (like dmsetup create). */
 int dmctl_create(const char *name, uint64_t sectors, const char *type, const char *params);
+/* The same, read-only (like dmsetup create --readonly). */
+int dmctl_create_ro(const char *name, uint64_t sectors, const char *type, const char *params);
 int dmctl_remove(const char *name);
 int dmctl_suspend(const char *name);
 int dmctl_resume(const char *name);

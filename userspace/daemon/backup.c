@@ -1,0 +1,871 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The backup job.  See backup.h and Documentation/bsyncd.rst.
+ *
+ * At drive-backup (daemon lock held) the arguments are checked in QEMU's
+ * order, the target image is made, a scratch store provisioned and the
+ * kernel session started: that instant is the backup's point in time, and
+ * the bitmap (if any) is frozen at it.  A read-only snapshot view is made
+ * and the copy set computed.  The job thread then reads the view with
+ * O_DIRECT in large requests, writes data and zero clusters into the image
+ * and tells the kernel what it copied (session_done).  At the end the
+ * session is ended and, at finalize, the bitmap sync rule applied with
+ * unfreeze abdicate|reclaim|always.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backup.h"
+#include "dmctl.h"
+#include "job.h"
+#include "node.h"
+#include "qcow2.h"
+#include "store.h"
+
+#define CHUNK (4u << 20)		/* bytes per read request */
+#define ZERO_CHUNK (64u << 20)		/* bytes per zero/skip step */
+#define BACKUP_CLUSTER_MIN (64u << 10)	/* QEMU's BACKUP_CLUSTER_SIZE_DEFAULT */
+#define SNAP_PREFIX "bsyncd-snap-"
+
+enum sync_mode { SYNC_FULL, SYNC_TOP, SYNC_BITMAP, SYNC_NONE };
+enum bitmap_mode { BM_ON_SUCCESS, BM_NEVER, BM_ALWAYS };
+
+struct run {
+	uint64_t off, len;
+	bool read;		/* false: known unallocated, written as zeroes */
+};
+
+struct backup_job {
+	struct job job;		/* first */
+	enum sync_mode sync;
+	enum bitmap_mode bmode;
+	char *bitmap;		/* frozen bitmap or NULL */
+	char *node;
+	char snap[160];
+	uint64_t size, cluster;
+	struct qcow2_image *img;
+	char *target;
+	struct run *runs;
+	size_t nruns;
+	int inject_skip, inject_errno;	/* -1: none */
+	bool session;		/* kernel session active */
+};
+
+struct inject {
+	char device[NODE_NAME_MAX + 1];
+	int skip, err;
+	struct inject *next;
+};
+
+static const char *store_dir = "/var/lib/bsyncd";
+static struct inject *injects;
+
+void backup_set_store_dir(const char *dir)
+{
+	store_dir = dir;
+}
+
+static const char *const sync_names[] = { "full", "top", "bitmap", "none" };
+static const char *const session_modes[] = { "full", "allocated", "bitmap", "none" };
+
+/*
+ * Argument checks: blockdev.c do_backup_common() order and texts.
+ */
+static int check_sync_args(const struct backup_args *a, const char *device,
+			   enum sync_mode *sync, enum bitmap_mode *bmode, struct qerr *e)
+{
+	const char *s = a->sync, *mode = a->bitmap_mode;
+	struct node_bitmap bm;
+	int r;
+
+	if (!strcmp(s, "full"))
+		*sync = SYNC_FULL;
+	else if (!strcmp(s, "top"))
+		*sync = SYNC_TOP;
+	else if (!strcmp(s, "bitmap") || !strcmp(s, "incremental"))
+		*sync = SYNC_BITMAP;
+	else if (!strcmp(s, "none"))
+		*sync = SYNC_NONE;
+	else
+		return qerr_set(e, "Parameter 'sync' does not accept value '%s'", s);
+	if (mode && strcmp(mode, "on-success") && strcmp(mode, "never") && strcmp(mode, "always"))
+		return qerr_set(e, "Parameter 'bitmap-mode' does not accept value '%s'", mode);
+
+	if (*sync == SYNC_BITMAP && !a->bitmap)
+		return qerr_set(e, "must provide a valid bitmap name for '%s' sync mode", s);
+	if (!strcmp(s, "incremental")) {
+		if (mode && strcmp(mode, "on-success"))
+			return qerr_set(e, "Bitmap sync mode must be 'on-success' when using sync mode '%s'",
+					s);
+		mode = "on-success";
+	}
+	if (a->bitmap) {
+		r = node_find_bitmap(device, a->bitmap, &bm);
+		if (r == -ENOENT)
+			return qerr_set(e, "Bitmap '%s' could not be found", a->bitmap);
+		if (r)
+			return qerr_set(e, "cannot list the bitmaps of '%s': %s", device, strerror(-r));
+		if (!mode)
+			return qerr_set(e, "Bitmap sync mode must be given when providing a bitmap");
+		if (bm.busy)
+			return qerr_set(e, "Bitmap '%s' is currently in use by another operation and cannot be used",
+					a->bitmap);
+		if (*sync == SYNC_NONE)
+			return qerr_set(e, "sync mode '%s' does not produce meaningful bitmap outputs",
+					sync_names[*sync]);
+		if (!strcmp(mode, "never") && *sync != SYNC_BITMAP)
+			return qerr_set(e, "Bitmap sync mode '%s' has no meaningful effect when combined with sync mode '%s'",
+					mode, sync_names[*sync]);
+	} else if (mode) {
+		return qerr_set(e, "Cannot specify bitmap sync mode without a bitmap");
+	}
+	*bmode = !mode || !strcmp(mode, "on-success") ? BM_ON_SUCCESS :
+		 !strcmp(mode, "never") ? BM_NEVER : BM_ALWAYS;
+	return 0;
+}
+
+/*
+ * Extents from the kernel ("off:len ... next|end" replies), appended as runs
+ * rounded out to the cluster size and merged.
+ */
+static int add_run(struct backup_job *b, size_t *cap, uint64_t off, uint64_t len, bool rd)
+{
+	uint64_t end = off + len;
+	struct run *last;
+
+	off -= off % b->cluster;
+	end = (end + b->cluster - 1) / b->cluster * b->cluster;
+	if (end > b->size)
+		end = b->size;
+	if (off >= end)
+		return 0;
+	last = b->nruns ? &b->runs[b->nruns - 1] : NULL;
+	if (last && last->read == rd && off <= last->off + last->len) {
+		if (end > last->off + last->len)
+			last->len = end - last->off;
+		return 0;
+	}
+	if (last && off < last->off + last->len)	/* overlap with a run of the other kind */
+		off = last->off + last->len;
+	if (off >= end)
+		return 0;
+	if (b->nruns == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 64;
+		struct run *p = realloc(b->runs, ncap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		b->runs = p;
+		*cap = ncap;
+	}
+	b->runs[b->nruns++] = (struct run){ off, end - off, rd };
+	return 0;
+}
+
+/* Walk "extents <bitmap>" or "alloc_extents" (bitmap NULL); cb per extent. */
+static int walk_extents(struct backup_job *b, const char *bitmap,
+			int (*cb)(struct backup_job *, size_t *, uint64_t, uint64_t, void *),
+			size_t *cap, void *arg, char *err, size_t errlen)
+{
+	uint64_t from = 0;
+
+	for (;;) {
+		char msg[BITMAP_NAME_MAX + 64], *reply, *save = NULL, *tok;
+		bool end = false, next = false;
+		int r;
+
+		if (bitmap)
+			snprintf(msg, sizeof(msg), "extents %s %" PRIu64, bitmap, from);
+		else
+			snprintf(msg, sizeof(msg), "alloc_extents %" PRIu64, from);
+		r = node_message(b->node, msg, &reply, err, errlen);
+		if (r)
+			return r;
+		for (tok = strtok_r(reply, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save)) {
+			uint64_t off, len;
+
+			if (sscanf(tok, "%" SCNu64 ":%" SCNu64, &off, &len) == 2) {
+				r = cb(b, cap, off, len, arg);
+				if (r) {
+					free(reply);
+					return r;
+				}
+			} else if (!strcmp(tok, "end")) {
+				end = true;
+			} else {
+				from = strtoull(tok, NULL, 10);
+				next = true;
+			}
+		}
+		free(reply);
+		if (end || !next)
+			return 0;
+	}
+}
+
+static int cb_read_run(struct backup_job *b, size_t *cap, uint64_t off, uint64_t len, void *arg)
+{
+	(void)arg;
+	return add_run(b, cap, off, len, true);
+}
+
+/* For full: fill the gap before each allocated extent with a zero run. */
+static int cb_full(struct backup_job *b, size_t *cap, uint64_t off, uint64_t len, void *arg)
+{
+	uint64_t *pos = arg;
+	int r = 0;
+
+	if (off > *pos)
+		r = add_run(b, cap, *pos, off - *pos, false);
+	if (!r)
+		r = add_run(b, cap, off, len, true);
+	*pos = off + len;
+	return r;
+}
+
+static int compute_runs(struct backup_job *b, char *err, size_t errlen)
+{
+	size_t cap = 0;
+	uint64_t pos = 0;
+	int r = 0;
+
+	switch (b->sync) {
+	case SYNC_FULL:
+		r = walk_extents(b, NULL, cb_full, &cap, &pos, err, errlen);
+		if (!r && pos < b->size)
+			r = add_run(b, &cap, pos, b->size - pos, false);
+		break;
+	case SYNC_TOP:
+		r = walk_extents(b, NULL, cb_read_run, &cap, NULL, err, errlen);
+		break;
+	case SYNC_BITMAP:
+		r = walk_extents(b, b->bitmap, cb_read_run, &cap, NULL, err, errlen);
+		break;
+	case SYNC_NONE:
+		break;
+	}
+	return r;
+}
+
+static uint64_t runs_bytes(const struct backup_job *b)
+{
+	uint64_t n = 0;
+	size_t i;
+
+	for (i = 0; i < b->nruns; i++)
+		n += b->runs[i].len;
+	return n;
+}
+
+/* Tear down the view and the session (no lock needed). */
+static void end_session(struct backup_job *b)
+{
+	char err[256];
+	int i;
+
+	if (b->snap[0]) {
+		for (i = 0; i < 50; i++) {
+			int r = dmctl_remove(b->snap);
+
+			if (r != -EBUSY)
+				break;
+			usleep(100000);	/* a reader (blkid, a test) still has it open */
+		}
+		b->snap[0] = 0;
+	}
+	if (b->session) {
+		if (node_message(b->node, "session_end", NULL, err, sizeof(err)))
+			fprintf(stderr, "bsyncd: %s\n", err);
+		b->session = false;
+	}
+}
+
+/*
+ * The copy loop.
+ */
+static bool all_zero(const char *p, size_t n)
+{
+	const uint64_t *q = (const uint64_t *)p;
+	size_t i;
+
+	for (i = 0; i < n / 8; i++)
+		if (q[i])
+			return false;
+	for (i = n / 8 * 8; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+struct copier {
+	struct backup_job *b;
+	int fd;
+	char *buf;
+	int reads;
+	struct timespec rl_start;
+	uint64_t rl_bytes;
+};
+
+static double elapsed(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Wait as long as speed asks; true if cancelled meanwhile. */
+static bool rate_limit(struct copier *c, uint64_t bytes)
+{
+	struct job *job = &c->b->job;
+	bool stop;
+
+	daemon_lock();
+	c->rl_bytes += bytes;
+	while (job->speed && !job->cancelled) {
+		double want = (double)c->rl_bytes / (double)job->speed, have = elapsed(&c->rl_start);
+
+		if (have >= want)
+			break;
+		daemon_wait((int)((want - have) * 1000) + 1);
+	}
+	if (!job->speed) {
+		clock_gettime(CLOCK_MONOTONIC, &c->rl_start);
+		c->rl_bytes = 0;
+	}
+	stop = job->cancelled;
+	daemon_unlock();
+	return stop;
+}
+
+static int session_done(struct backup_job *b, uint64_t off, uint64_t len)
+{
+	char msg[96], err[256];
+	int r;
+
+	snprintf(msg, sizeof(msg), "session_done %" PRIu64 " %" PRIu64, off, len);
+	r = node_message(b->node, msg, NULL, err, sizeof(err));
+	if (r)
+		fprintf(stderr, "bsyncd: job %s: %s\n", b->job.id, err);
+	return r;
+}
+
+static void progress(struct backup_job *b, uint64_t n)
+{
+	daemon_lock();
+	job_progress(&b->job, n);
+	daemon_unlock();
+}
+
+/* Write what was read at off: zero clusters as zero flags, the rest as data. */
+static int write_out(struct backup_job *b, const char *buf, uint64_t off, uint64_t len)
+{
+	uint64_t i = 0;
+
+	while (i < len) {
+		uint64_t n = len - i < b->cluster ? len - i : b->cluster;
+		bool z = all_zero(buf + i, n);
+		uint64_t j = i + n;
+		int r;
+
+		while (j < len) {
+			uint64_t m = len - j < b->cluster ? len - j : b->cluster;
+
+			if (all_zero(buf + j, m) != z)
+				break;
+			j += m;
+		}
+		r = z ? qcow2_write_zero(b->img, off + i, j - i) :
+			qcow2_write_cluster(b->img, off + i, buf + i, j - i);
+		if (r)
+			return r;
+		i = j;
+	}
+	return 0;
+}
+
+/* Copy one range; 0, or -errno with *is_read telling which side failed. */
+static int copy_range(struct copier *c, uint64_t off, uint64_t len, bool rd, bool *is_read)
+{
+	struct backup_job *b = c->b;
+	int r;
+
+	*is_read = false;
+	if (!rd) {
+		r = qcow2_write_zero(b->img, off, len);
+	} else {
+		uint64_t alen = (len + 4095) & ~4095ull;	/* O_DIRECT: whole blocks */
+		ssize_t n;
+
+		*is_read = true;
+		c->reads++;
+		if (b->inject_skip >= 0 && c->reads == b->inject_skip + 1) {
+			b->inject_skip = -1;
+			return -b->inject_errno;
+		}
+		n = pread(c->fd, c->buf, alen, (off_t)off);
+		if (n < 0)
+			return -errno;
+		if ((uint64_t)n < len)
+			return -EIO;
+		*is_read = false;
+		r = write_out(b, c->buf, off, len);
+	}
+	if (r)
+		return r;
+	r = session_done(b, off, len);
+	if (r)
+		return r;
+	progress(b, len);
+	return 0;
+}
+
+static int copy_runs(struct copier *c, bool *is_read)
+{
+	struct backup_job *b = c->b;
+	size_t i;
+
+	for (i = 0; i < b->nruns; i++) {
+		const struct run *rn = &b->runs[i];
+		uint64_t pos = rn->off, end = rn->off + rn->len;
+
+		while (pos < end) {
+			uint64_t step = rn->read ? CHUNK : ZERO_CHUNK;
+			uint64_t n = end - pos < step ? end - pos : step;
+			int r;
+
+			if (job_pause_point(&b->job))
+				return 0;
+			r = copy_range(c, pos, n, rn->read, is_read);
+			if (r)
+				return r;
+			pos += n;
+			if (rate_limit(c, rn->read ? n : 0))
+				return 0;
+		}
+	}
+	return 0;
+}
+
+/* sync=none: copy what copy-before-write preserved, until cancelled. */
+static int copy_preserved(struct copier *c, bool *is_read)
+{
+	struct backup_job *b = c->b;
+	char err[256];
+
+	for (;;) {
+		char msg[64], *reply, *save = NULL, *tok;
+		int r = 0;
+
+		if (job_pause_point(&b->job))
+			return 0;
+		snprintf(msg, sizeof(msg), "preserved_extents 0");
+		r = node_message(b->node, msg, &reply, err, sizeof(err));
+		if (r) {
+			fprintf(stderr, "bsyncd: job %s: %s\n", b->job.id, err);
+			*is_read = true;
+			return r;
+		}
+		for (tok = strtok_r(reply, " \n", &save); tok && !r; tok = strtok_r(NULL, " \n", &save)) {
+			uint64_t off, len, p;
+
+			if (sscanf(tok, "%" SCNu64 ":%" SCNu64, &off, &len) != 2)
+				continue;
+			daemon_lock();
+			b->job.len += len;
+			daemon_unlock();
+			for (p = off; p < off + len && !r; p += CHUNK) {
+				uint64_t n = off + len - p < CHUNK ? off + len - p : CHUNK;
+
+				r = copy_range(c, p, n, true, is_read);
+			}
+		}
+		free(reply);
+		if (r)
+			return r;
+		daemon_lock();
+		if (!b->job.cancelled)
+			daemon_wait(100);
+		r = b->job.cancelled;
+		daemon_unlock();
+		if (r)
+			return 0;
+	}
+}
+
+static int backup_run(struct job *job)
+{
+	struct backup_job *b = (struct backup_job *)job;
+	struct copier c = { .b = b, .fd = -1 };
+	char path[256], err[512] = "";
+	bool is_read = false;
+	int r;
+
+	clock_gettime(CLOCK_MONOTONIC, &c.rl_start);
+	snprintf(path, sizeof(path), "/dev/mapper/%s", b->snap);
+	c.fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	if (c.fd < 0) {
+		r = -errno;
+		fprintf(stderr, "bsyncd: job %s: cannot open the snapshot view %s: %s\n",
+			job->id, path, strerror(-r));
+		is_read = true;
+		goto out;
+	}
+	if (posix_memalign((void **)&c.buf, 4096, CHUNK)) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = b->sync == SYNC_NONE ? copy_preserved(&c, &is_read) : copy_runs(&c, &is_read);
+out:
+	if (c.fd >= 0)
+		close(c.fd);
+	free(c.buf);
+	daemon_lock();
+	if (!r && job->cancelled)
+		r = -ECANCELED;
+	daemon_unlock();
+	if (r && r != -ECANCELED) {
+		if (!is_read && qcow2_errmsg(b->img)[0])
+			fprintf(stderr, "bsyncd: job %s: %s\n", job->id, qcow2_errmsg(b->img));
+		job_event_error(job, is_read);
+	}
+	/* The image: complete only if everything was copied. */
+	{
+		int rc = qcow2_close(b->img, r == 0, err, sizeof(err));
+
+		b->img = NULL;
+		if (rc && !r) {
+			fprintf(stderr, "bsyncd: job %s: %s\n", job->id, err);
+			job_event_error(job, false);
+			r = rc;
+		}
+	}
+	end_session(b);
+	return r == -ECANCELED ? 0 : r;
+}
+
+/* The bitmap sync rule (block/backup.c backup_cleanup_sync_bitmap). */
+static void sync_bitmap(struct backup_job *b, int ret)
+{
+	const char *how;
+	char msg[BITMAP_NAME_MAX + 32], err[256];
+
+	if (!b->bitmap)
+		return;
+	if (b->bmode == BM_NEVER)
+		how = "reclaim";
+	else if (b->bmode == BM_ALWAYS)
+		how = "always";		/* successor | what was not copied */
+	else
+		how = ret == 0 ? "abdicate" : "reclaim";
+	snprintf(msg, sizeof(msg), "unfreeze %s %s", b->bitmap, how);
+	if (node_message(b->node, msg, NULL, err, sizeof(err)))
+		fprintf(stderr, "bsyncd: job %s: %s\n", b->job.id, err);
+}
+
+static void backup_commit(struct job *job)
+{
+	sync_bitmap((struct backup_job *)job, 0);
+}
+
+static void backup_abort(struct job *job)
+{
+	sync_bitmap((struct backup_job *)job, -1);
+}
+
+static void backup_clean(struct job *job)
+{
+	struct backup_job *b = (struct backup_job *)job;
+
+	free(b->runs);
+	b->runs = NULL;
+	b->nruns = 0;
+}
+
+static void backup_free(struct job *job)
+{
+	struct backup_job *b = (struct backup_job *)job;
+
+	free(b->bitmap);
+	free(b->node);
+	free(b->target);
+	free(b->runs);
+	free(b);
+}
+
+static const struct job_driver backup_driver = {
+	.type = "backup",
+	.run = backup_run,
+	.commit = backup_commit,
+	.abort = backup_abort,
+	.clean = backup_clean,
+	.free = backup_free,
+};
+
+static int open_target(struct backup_job *b, const struct backup_args *a, struct qerr *e)
+{
+	char err[512] = "";
+	int r;
+
+	if (a->mode && !strcmp(a->mode, "existing")) {
+		if (a->backing_file)
+			return qerr_set(e, "'backing-file' cannot be used with mode 'existing'");
+		r = qcow2_open_existing(a->target, 0, &b->img, err, sizeof(err));
+		if (r)
+			return qerr_set(e, "Could not open '%s': %s", a->target, err);
+		if (qcow2_virtual_size(b->img) != b->size) {
+			qcow2_close(b->img, false, NULL, 0);
+			b->img = NULL;
+			return qerr_set(e, "Source and target image have different sizes");
+		}
+	} else {
+		struct qcow2_create_opts o = {
+			.virtual_size = b->size,
+			.cluster_size = 0,
+			.backing_file = a->backing_file,
+			.backing_fmt = a->backing_fmt,
+		};
+
+		if (a->backing_fmt && !a->backing_file)
+			return qerr_set(e, "'backing-fmt' requires 'backing-file'");
+		if (a->backing_fmt && strcmp(a->backing_fmt, "qcow2") && strcmp(a->backing_fmt, "raw"))
+			return qerr_set(e, "Parameter 'backing-fmt' does not accept value '%s'",
+					a->backing_fmt);
+		r = qcow2_create(a->target, &o, &b->img, err, sizeof(err));
+		if (r)
+			return qerr_set(e, "Could not create '%s': %s", a->target, err);
+	}
+	return 0;
+}
+
+static void discard_target(struct backup_job *b, bool created)
+{
+	if (!b->img)
+		return;
+	if (created)
+		qcow2_abort_and_unlink(b->img);
+	else
+		qcow2_close(b->img, false, NULL, 0);
+	b->img = NULL;
+}
+
+static int take_inject(const char *device, int *skip, int *err)
+{
+	struct inject **pp, *p;
+
+	for (pp = &injects; *pp; pp = &(*pp)->next)
+		if (!strcmp((*pp)->device, device)) {
+			p = *pp;
+			*pp = p->next;
+			*skip = p->skip;
+			*err = p->err;
+			free(p);
+			return 1;
+		}
+	return 0;
+}
+
+int backup_inject_error(const char *device, int64_t skip, int64_t err, struct qerr *e)
+{
+	struct inject *p;
+	int r = node_exists(device);
+
+	if (r <= 0)
+		return qerr_set(e, "Cannot find device='%s' nor node-name='%s'", device, device);
+	if (skip < 0 || skip > 1000000)
+		return qerr_set(e, "Parameter 'skip' expects a value from 0 to 1000000");
+	if (err <= 0 || err > 4095)
+		return qerr_set(e, "Parameter 'errno' expects a positive errno value");
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return qerr_set(e, "out of memory");
+	snprintf(p->device, sizeof(p->device), "%s", device);
+	p->skip = (int)skip;
+	p->err = (int)err;
+	p->next = injects;
+	injects = p;
+	return 0;
+}
+
+int backup_start(const struct backup_args *a, struct qerr *e)
+{
+	const char *id = a->job_id ? a->job_id : a->device;
+	struct backup_job *b;
+	struct node_bitmap bm;
+	struct node_info info;
+	enum sync_mode sync = SYNC_FULL;
+	enum bitmap_mode bmode = BM_ON_SUCCESS;
+	struct store st = { .fd = -1 };
+	dev_t protect[2];
+	char err[512] = "", msg[BITMAP_NAME_MAX + 256];
+	bool created;
+	int r;
+
+	r = node_exists(a->device);
+	if (r < 0)
+		return qerr_set(e, "cannot look up '%s': %s", a->device, strerror(-r));
+	if (!r)
+		return qerr_set(e, "Cannot find device='%s' nor node-name='%s'", a->device, a->device);
+	if (a->format && strcmp(a->format, "qcow2"))
+		return qerr_set(e, "Format '%s' is not supported for the target: bsyncd writes qcow2",
+				a->format);
+	if (a->mode && strcmp(a->mode, "existing") && strcmp(a->mode, "absolute-paths"))
+		return qerr_set(e, "Parameter 'mode' does not accept value '%s'", a->mode);
+	if (check_sync_args(a, a->device, &sync, &bmode, e))
+		return -1;
+	if (a->speed < 0)
+		return qerr_set(e, "Parameter 'speed' expects a non-negative value");
+	if (job_find_device(a->device))
+		return qerr_set(e, "Node '%s' is busy: block device is in use by block job: backup",
+				a->device);
+	if (!job_id_valid(id))
+		return qerr_set(e, "Invalid job ID '%s'", id);
+	if (job_find(id))
+		return qerr_set(e, "Job ID '%s' already in use", id);
+	if (node_get_info(a->device, &info, err, sizeof(err)))
+		return qerr_set(e, "%s", err);
+
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return qerr_set(e, "out of memory");
+	b->sync = sync;
+	b->bmode = bmode;
+	b->node = strdup(a->device);
+	b->target = strdup(a->target);
+	b->size = info.size;
+	b->inject_skip = -1;
+	b->cluster = BACKUP_CLUSTER_MIN;
+	if (a->bitmap) {
+		b->bitmap = strdup(a->bitmap);
+		if (!node_find_bitmap(a->device, a->bitmap, &bm) && bm.granularity > b->cluster)
+			b->cluster = bm.granularity;
+	}
+	if (!b->node || !b->target || (a->bitmap && !b->bitmap)) {
+		backup_free(&b->job);
+		return qerr_set(e, "out of memory");
+	}
+	created = !(a->mode && !strcmp(a->mode, "existing"));
+	if (open_target(b, a, e)) {
+		backup_free(&b->job);
+		return -1;
+	}
+	if (qcow2_cluster_size(b->img) > b->cluster)
+		b->cluster = qcow2_cluster_size(b->img);
+	if (b->cluster > (64u << 20)) {
+		qerr_set(e, "backup cluster size %" PRIu64 " is above 64 MiB", b->cluster);
+		goto bad;
+	}
+
+	/* The point in time: store, session (freezes the bitmap), view. */
+	protect[0] = info.dev;
+	protect[1] = info.origin;
+	if (store_provision(store_dir, a->x_store, b->size, protect, 2, &st, err, sizeof(err))) {
+		qerr_set(e, "%s", err);
+		goto bad;
+	}
+	snprintf(msg, sizeof(msg), "session_start %s %" PRIu64 " %s %s", st.dev, b->cluster,
+		 session_modes[sync], b->bitmap ? b->bitmap : "-");
+	r = node_message(a->device, msg, NULL, err, sizeof(err));
+	store_release(&st);
+	if (r) {
+		if (r == -EBUSY)
+			qerr_set(e, "Node '%s' is busy: a copy-before-write session is already active "
+				 "(another program, or a view left open)", a->device);
+		else
+			qerr_set(e, "%s", err);
+		goto bad;
+	}
+	b->session = true;
+	snprintf(b->snap, sizeof(b->snap), SNAP_PREFIX "%s", a->device);
+	snprintf(msg, sizeof(msg), "/dev/mapper/%s", a->device);
+	r = dmctl_create_ro(b->snap, b->size / 512, "bsync-snap", msg);
+	if (r) {
+		qerr_set(e, "cannot create the snapshot view %s: %s", b->snap, strerror(-r));
+		b->snap[0] = 0;
+		goto bad_session;
+	}
+	if (compute_runs(b, err, sizeof(err))) {
+		qerr_set(e, "%s", err);
+		goto bad_session;
+	}
+	if (take_inject(a->device, &b->inject_skip, &b->inject_errno) == 0)
+		b->inject_skip = -1;
+
+	r = job_init(&b->job, &backup_driver, id, a->device, a->auto_finalize, a->auto_dismiss, e);
+	if (r)
+		goto bad_session;
+	b->job.speed = (uint64_t)a->speed;
+	b->job.len = runs_bytes(b);
+	if (sync == SYNC_NONE)
+		b->job.len = 0;
+	return job_start(&b->job, e) ? -1 : 0;
+
+bad_session:
+	end_session(b);
+	if (b->bitmap) {
+		snprintf(msg, sizeof(msg), "unfreeze %s reclaim", b->bitmap);
+		node_message(a->device, msg, NULL, NULL, 0);
+	}
+bad:
+	discard_target(b, created);
+	backup_free(&b->job);
+	return -1;
+}
+
+int backup_recover(void)
+{
+	char **names = NULL, **snaps = NULL, err[256];
+	int i, n = 0;
+
+	if (!dmctl_list_by_type("bsync-snap", &snaps)) {
+		for (i = 0; snaps[i]; i++)
+			if (!strncmp(snaps[i], SNAP_PREFIX, strlen(SNAP_PREFIX)))
+				dmctl_remove(snaps[i]);
+		dmctl_names_free(snaps);
+	}
+	if (node_list(&names))
+		return 0;
+	for (i = 0; names[i]; i++) {
+		struct node_bitmap *v;
+		size_t nb, j;
+
+		/* fails harmlessly when no session is active */
+		dmctl_message(names[i], "session_end", NULL);
+		if (node_bitmaps(names[i], &v, &nb))
+			continue;
+		for (j = 0; j < nb; j++) {
+			char msg[BITMAP_NAME_MAX + 32];
+
+			if (v[j].anonymous || !v[j].busy)
+				continue;
+			snprintf(msg, sizeof(msg), "unfreeze %s reclaim", v[j].name);
+			if (node_message(names[i], msg, NULL, err, sizeof(err)))
+				fprintf(stderr, "bsyncd: recovery: %s\n", err);
+			else {
+				fprintf(stderr, "bsyncd: recovery: %s: bitmap %s was frozen by a daemon that died; "
+					"reclaimed (bitmap | successor)\n", names[i], v[j].name);
+				n++;
+			}
+		}
+		free(v);
+	}
+	node_names_free(names);
+	return n;
+}
+
+void backup_shutdown(void)
+{
+	struct inject *p;
+
+	while ((p = injects)) {
+		injects = p->next;
+		free(p);
+	}
+}

@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The backup job: argument checks in QEMU's order, the copy-before-write
+ * session, the copy loop into a qcow2 image, and the bitmap sync rules.
+ */
+#ifndef BSYNCD_BACKUP_H
+#define BSYNCD_BACKUP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "qmp-server.h"
+
+struct backup_args {
+	const char *job_id;		/* NULL: the device name */
+	const char *device;
+	const char *target;
+	const char *format;		/* NULL or "qcow2" */
+	const char *sync;		/* full top bitmap incremental none */
+	const char *mode;		/* NULL, "absolute-paths" or "existing" */
+	const char *bitmap;		/* NULL: none */
+	const char *bitmap_mode;	/* NULL: absent; on-success never always */
+	const char *backing_file;
+	const char *backing_fmt;
+	const char *x_store;
+	bool auto_finalize, auto_dismiss;
+	int64_t speed;
+};
+
+/* Where default stores are made (--store-dir). */
+void backup_set_store_dir(const char *dir);
+
+/* drive-backup; lock held. */
+int backup_start(const struct backup_args *a, struct qerr *e);
+
+/* x-debug-inject-error: the next job on device fails its (skip+1)-th read with err. */
+int backup_inject_error(const char *device, int64_t skip, int64_t err, struct qerr *e);
+
+/*
+ * At daemon start: for every bsync device, drop snapshot views and sessions
+ * left by a daemon that died, and reclaim frozen bitmaps (bitmap := bitmap
+ * | successor) so that no dirty bit is lost.  Returns how many were reclaimed.
+ */
+int backup_recover(void);
+
+/* Is a view/session of ours using this node (beyond a job)? */
+void backup_shutdown(void);
+
+#endif

@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bsyncd: backup jobs on bsync devices over QMP.  See Documentation/bsyncd.rst.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "backup.h"
+#include "commands.h"
+#include "job.h"
+#include "qmp-server.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: bsyncd [--socket PATH] [--store-dir DIR]\n"
+		"  --socket PATH     QMP socket (default /run/bsyncd.sock), created 0600\n"
+		"  --store-dir DIR   where copy-before-write scratch files are made\n"
+		"                    (default /var/lib/bsyncd; must not be on a protected device)\n");
+}
+
+/* SIGTERM/SIGINT: cancel every job (bitmaps are reclaimed), wait, stop. */
+static void on_signal(int sig)
+{
+	struct job *j, *next;
+	struct qerr e;
+
+	fprintf(stderr, "bsyncd: %s: cancelling jobs and exiting\n", strsignal(sig));
+	daemon_lock();
+	for (j = job_first(); j; j = next) {
+		next = j->next;
+		if (j->status != JOB_STATUS_CONCLUDED && j->status != JOB_STATUS_NULL &&
+		    j->status != JOB_STATUS_ABORTING)
+			job_cancel(j, &e);
+	}
+	while (job_threads_running())
+		daemon_wait(200);
+	daemon_unlock();
+	qmp_server_stop();
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "store-dir", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct qmp_server_opts so = { .socket_path = "/run/bsyncd.sock",
+				      .dispatch = commands_dispatch };
+	const char *store_dir = "/var/lib/bsyncd";
+	char err[512];
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "s:d:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			so.socket_path = optarg;
+			break;
+		case 'd':
+			store_dir = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (mkdir(store_dir, 0700) && errno != EEXIST) {
+		fprintf(stderr, "bsyncd: cannot create store directory %s: %s\n", store_dir,
+			strerror(errno));
+		return 1;
+	}
+	backup_set_store_dir(store_dir);
+	signal(SIGPIPE, SIG_IGN);
+	r = qmp_server_start(&so, err, sizeof(err));
+	if (r) {
+		fprintf(stderr, "bsyncd: %s\n", err);
+		return 1;
+	}
+	daemon_lock();
+	r = backup_recover();
+	daemon_unlock();
+	if (r)
+		fprintf(stderr, "bsyncd: reclaimed %d frozen bitmap%s\n", r, r == 1 ? "" : "s");
+	fprintf(stderr, "bsyncd: listening on %s\n", so.socket_path);
+	r = qmp_server_run(on_signal);
+	qmp_server_shutdown();
+	backup_shutdown();
+	if (r) {
+		fprintf(stderr, "bsyncd: %s\n", strerror(-r));
+		return 1;
+	}
+	return 0;
+}

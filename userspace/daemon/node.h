@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Nodes: bsync device-mapper devices, named by their dm name, and their
+ * dirty bitmaps (held by the kernel target; the daemon keeps no copy).
+ */
+#ifndef BSYNCD_NODE_H
+#define BSYNCD_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define NODE_NAME_MAX 127
+#define BITMAP_NAME_MAX 1023
+
+struct node_bitmap {
+	char name[BITMAP_NAME_MAX + 1];	/* "" for a successor */
+	char parent[BITMAP_NAME_MAX + 1];	/* successor's bitmap */
+	bool anonymous;
+	uint64_t granularity, count;	/* bytes */
+	bool recording, busy;
+};
+
+struct node_info {
+	uint64_t size;			/* bytes */
+	dev_t origin;			/* origin device number */
+	dev_t dev;			/* the bsync device's number */
+	bool zeroed;
+};
+
+/* 1 if name is a bsync device, 0 if not, -errno. */
+int node_exists(const char *name);
+/* All bsync devices; NULL-terminated, free with node_names_free. */
+int node_list(char ***names);
+void node_names_free(char **names);
+int node_get_info(const char *name, struct node_info *info, char *err, size_t errlen);
+
+/* The bitmaps of a node in the kernel's order, successors after their bitmap. */
+int node_bitmaps(const char *name, struct node_bitmap **out, size_t *n);
+/* Find a named bitmap; 0, -ENOENT or -errno. */
+int node_find_bitmap(const char *name, const char *bitmap, struct node_bitmap *out);
+
+/*
+ * Send a message to the bsync target (dm message to sector 0).  On failure
+ * err gets "<node>: <msg>: <strerror>" and -errno is returned.
+ */
+int node_message(const char *name, const char *msg, char **reply, char *err, size_t errlen);
+
+/* Create a bsync device over origin (a block device path). */
+int node_add(const char *name, const char *origin, bool zeroed, char *err, size_t errlen);
+int node_remove(const char *name, char *err, size_t errlen);
+
+/* /dev/mapper/<name> */
+void node_path(const char *name, char *buf, size_t len);
+
+#endif
