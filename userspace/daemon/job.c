@@ -20,7 +20,7 @@ static const char *const verb_names[JOB_VERB__MAX] = {
 };
 
 /* QEMU's JobSTT: allowed[from][to]. */
-static const bool allowed[JOB_STATUS__MAX][JOB_STATUS__MAX] = {
+static const bool transitions[JOB_STATUS__MAX][JOB_STATUS__MAX] = {
 	/*               U  C  R  P  Y  S  W  D  X  E  N */
 	/* U */        { 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0 },
 	/* C */        { 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1 },
@@ -97,7 +97,7 @@ static void transition(struct job *job, enum job_status to)
 {
 	json_object *d;
 
-	if (!allowed[job->status][to])
+	if (!transitions[job->status][to])
 		fprintf(stderr, "bsyncd: BUG: job %s: transition %s -> %s is not allowed\n",
 			job->id, job_status_names[job->status], job_status_names[to]);
 	job->status = to;
