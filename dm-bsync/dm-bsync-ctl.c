@@ -278,13 +278,69 @@ static int msg_merge(struct bsync_target *bt, unsigned int argc, char **argv,
  * copy (default: the bitmap's bits); that "remaining" set, less what is
  * reported copied, is merged back by "unfreeze <name> always".
  */
+struct freeze {
+	struct bsync_bitmap *bm, *succ, *rem;
+	enum bsync_set set;
+};
+
+static void freeze_abort(struct freeze *f)
+{
+	bsync_bitmap_destroy(f->succ);
+	bsync_bitmap_destroy(f->rem);
+}
+
+/* Allocate what freezing @bm needs, before writes are quiesced. */
+static int freeze_prepare(struct bsync_state *st, struct bsync_bitmap *bm,
+			  enum bsync_set set, struct freeze *f)
+{
+	f->bm = bm;
+	f->set = set;
+	f->rem = NULL;
+	f->succ = bsync_bitmap_create(NULL, bm->shift, st->dev_sectors, bm->recording);
+	if (IS_ERR(f->succ))
+		return PTR_ERR(f->succ);
+	if (set != BSYNC_SET_NONE) {
+		f->rem = bsync_bitmap_create(NULL, bm->shift, st->dev_sectors, false);
+		if (IS_ERR(f->rem)) {
+			bsync_bitmap_destroy(f->succ);
+			return PTR_ERR(f->rem);
+		}
+	}
+	return 0;
+}
+
+/* The freeze instant: writes quiesced. */
+static void freeze_commit(struct bsync_state *st, struct freeze *f)
+{
+	if (f->set == BSYNC_SET_BITMAP)
+		bsync_bitmap_merge(f->rem, f->bm);
+	else if (f->set == BSYNC_SET_ALL)
+		bsync_bitmap_mark_all(f->rem);
+	else if (f->set == BSYNC_SET_ALLOCATED)
+		bsync_bitmap_merge(f->rem, st->alloc);
+	f->bm->successor = f->succ;
+	f->bm->remaining = f->rem;
+}
+
+/*
+ * freeze <name> [bitmap|all|allocated|none]
+ *
+ * From this instant writes are recorded in an anonymous successor and the
+ * bitmap keeps its bits. The optional argument says what the backup will
+ * copy (default: the bitmap's bits); that "remaining" set, less what is
+ * reported copied, is merged back by "unfreeze <name> always".
+ */
 static int msg_freeze(struct bsync_target *bt, unsigned int argc, char **argv,
 		      char *result, unsigned int maxlen)
 {
-	static const char * const sets[] = { "bitmap", "all", "allocated", "none" };
+	static const char * const sets[] = {
+		[BSYNC_SET_BITMAP] = "bitmap", [BSYNC_SET_ALL] = "all",
+		[BSYNC_SET_ALLOCATED] = "allocated", [BSYNC_SET_NONE] = "none",
+	};
 	struct bsync_state *st = bt->st;
-	struct bsync_bitmap *bm, *succ, *rem = NULL;
-	int set = 0, r;
+	struct bsync_bitmap *bm;
+	struct freeze f;
+	int set = BSYNC_SET_BITMAP, r;
 
 	r = get_bitmap(bt, "freeze", argv[0], true, &bm);
 	if (r)
@@ -297,30 +353,15 @@ static int msg_freeze(struct bsync_target *bt, unsigned int argc, char **argv,
 			return -EINVAL;
 		}
 	}
-	succ = bsync_bitmap_create(NULL, bm->shift, st->dev_sectors, bm->recording);
-	if (IS_ERR(succ))
-		return PTR_ERR(succ);
-	if (set != 3) {
-		rem = bsync_bitmap_create(NULL, bm->shift, st->dev_sectors, false);
-		if (IS_ERR(rem)) {
-			bsync_bitmap_destroy(succ);
-			return PTR_ERR(rem);
-		}
-	}
+	r = freeze_prepare(st, bm, set, &f);
+	if (r)
+		return r;
 	r = bsync_quiesce_writes(st);
 	if (r) {
-		bsync_bitmap_destroy(succ);
-		bsync_bitmap_destroy(rem);
+		freeze_abort(&f);
 		return r;
 	}
-	if (set == 0)
-		bsync_bitmap_merge(rem, bm);
-	else if (set == 1)
-		bsync_bitmap_mark_all(rem);
-	else if (set == 2)
-		bsync_bitmap_merge(rem, st->alloc);
-	bm->successor = succ;
-	bm->remaining = rem;
+	freeze_commit(st, &f);
 	bsync_resume_writes(st);
 	return 0;
 }
@@ -406,6 +447,216 @@ static int msg_unfreeze(struct bsync_target *bt, unsigned int argc, char **argv,
 }
 
 /*
+ * Backup session messages
+ */
+
+/* A power of two from 4 KiB to 64 MiB, as log2 of sectors. */
+static int parse_cluster(struct bsync_target *bt, const char *arg, unsigned int *shift)
+{
+	u64 bytes;
+
+	if (parse_size(arg, &bytes) || !is_power_of_2(bytes) ||
+	    bytes < (SECTOR_SIZE << BSYNC_CLUSTER_MIN_SHIFT) ||
+	    bytes > ((u64)SECTOR_SIZE << BSYNC_CLUSTER_MAX_SHIFT)) {
+		msg_err(bt, "session_start: cluster size %s must be a power of two from 4 KiB to 64 MiB",
+			arg);
+		return -EINVAL;
+	}
+	*shift = ilog2(bytes) - SECTOR_SHIFT;
+	return 0;
+}
+
+/* [on_error=break-snapshot|break-guest-write] [timeout_ms=<n>] */
+static int parse_session_options(struct bsync_target *bt, unsigned int argc, char **argv,
+				 struct bsync_session_params *p)
+{
+	unsigned int i;
+
+	for (i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "on_error=break-snapshot")) {
+			p->policy = BSYNC_BREAK_SNAPSHOT;
+		} else if (!strcmp(argv[i], "on_error=break-guest-write")) {
+			p->policy = BSYNC_BREAK_GUEST_WRITE;
+		} else if (!strncmp(argv[i], "timeout_ms=", 11)) {
+			if (kstrtouint(argv[i] + 11, 10, &p->timeout_ms)) {
+				msg_err(bt, "session_start: bad %s", argv[i]);
+				return -EINVAL;
+			}
+		} else {
+			msg_err(bt, "session_start: unexpected argument \"%s\"", argv[i]);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/*
+ * session_start <store> <cluster bytes> full|allocated|bitmap|none [<bitmap>|-]
+ *               [on_error=break-snapshot|break-guest-write] [timeout_ms=<n>]
+ *
+ * One instant, with writes quiesced: the needed set is taken, and the
+ * bitmap, if named, is frozen with the same copy set.
+ */
+static int msg_session_start(struct bsync_target *bt, unsigned int argc, char **argv,
+			     char *result, unsigned int maxlen)
+{
+	static const char * const sets[] = {
+		[BSYNC_SET_BITMAP] = "bitmap", [BSYNC_SET_ALL] = "full",
+		[BSYNC_SET_ALLOCATED] = "allocated", [BSYNC_SET_NONE] = "none",
+	};
+	struct bsync_state *st = bt->st;
+	struct bsync_session_params p = {
+		.store_path = argv[0],
+		.policy = BSYNC_BREAK_SNAPSHOT,
+		.timeout_ms = BSYNC_DEFAULT_CBW_TIMEOUT_MS,
+		.origin_dev = bt->origin->bdev->bd_dev,
+		.self_dev = disk_devt(dm_disk(st->md)),
+		.dev_sectors = st->dev_sectors,
+		.dev_name = bsync_dev_name(bt),
+	};
+	struct bsync_bitmap *bm = NULL;
+	struct bsync_session *s;
+	const char *error;
+	struct freeze f;
+	int set, r;
+
+	if (st->session) {
+		msg_err(bt, "session_start: a backup session is already active");
+		return -EBUSY;
+	}
+	r = parse_cluster(bt, argv[1], &p.shift);
+	if (r)
+		return r;
+	set = match_string(sets, ARRAY_SIZE(sets), argv[2]);
+	if (set < 0) {
+		msg_err(bt, "session_start: set \"%s\" is not full, allocated, bitmap or none",
+			argv[2]);
+		return -EINVAL;
+	}
+	if (argc > 3 && strcmp(argv[3], "-")) {
+		r = get_bitmap(bt, "session_start", argv[3], true, &bm);
+		if (r)
+			return r;
+		if (p.shift < bm->shift) {
+			msg_err(bt, "session_start: cluster %s is smaller than the granularity of bitmap \"%s\"",
+				argv[1], bm->name);
+			return -EINVAL;
+		}
+	} else if (set == BSYNC_SET_BITMAP) {
+		msg_err(bt, "session_start: set \"bitmap\" needs a bitmap");
+		return -EINVAL;
+	}
+	r = parse_session_options(bt, argc > 4 ? argc - 4 : 0, argv + 4, &p);
+	if (r)
+		return r;
+
+	s = bsync_session_create(&p, &error);
+	if (IS_ERR(s)) {
+		msg_err(bt, "session_start: %s %s: %ld", error, argv[0], PTR_ERR(s));
+		return PTR_ERR(s);
+	}
+	if (bm) {
+		r = freeze_prepare(st, bm, set, &f);
+		if (r)
+			goto bad;
+		strscpy(s->bitmap, bm->name, sizeof(s->bitmap));
+	}
+	r = bsync_quiesce_writes(st);
+	if (r)
+		goto bad_freeze;
+	bsync_session_arm(s, set, set == BSYNC_SET_ALLOCATED ? st->alloc : bm);
+	if (bm)
+		freeze_commit(st, &f);
+	st->session = s;
+	bsync_resume_writes(st);
+	return 0;
+
+bad_freeze:
+	if (bm)
+		freeze_abort(&f);
+bad:
+	bsync_session_end(s);
+	return r;
+}
+
+static int get_session(struct bsync_target *bt, const char *verb)
+{
+	if (bt->st->session)
+		return 0;
+	msg_err(bt, "%s: no backup session", verb);
+	return -EINVAL;
+}
+
+/* session_done <offset> <length> [<offset> <length>...] (bytes) */
+static int msg_session_done(struct bsync_target *bt, unsigned int argc, char **argv,
+			    char *result, unsigned int maxlen)
+{
+	struct bsync_session *s = bt->st->session;
+	struct bsync_bitmap *bm;
+	sector_t sector, nr;
+	unsigned int i;
+	int r;
+
+	r = get_session(bt, "session_done");
+	if (r)
+		return r;
+	if (argc % 2) {
+		msg_err(bt, "session_done: needs offset and length pairs");
+		return -EINVAL;
+	}
+	for (i = 0; i < argc; i += 2) {
+		r = parse_range(bt, "session_done", argv[i], argv[i + 1], &sector, &nr);
+		if (r)
+			return r;
+	}
+	bm = s->bitmap[0] ? find_bitmap(bt->st, s->bitmap) : NULL;
+	for (i = 0; i < argc; i += 2) {
+		parse_range(bt, "session_done", argv[i], argv[i + 1], &sector, &nr);
+		bsync_session_done(s, sector, nr);
+		if (bm && bm->remaining)
+			bsync_bitmap_unmark_covered(bm->remaining, sector, nr);
+	}
+	return 0;
+}
+
+/*
+ * session_end: disarm copy-before-write at one instant; reads of open views
+ * fail from now on, and the store is released when the last view closes.
+ */
+static int msg_session_end(struct bsync_target *bt, unsigned int argc, char **argv,
+			   char *result, unsigned int maxlen)
+{
+	struct bsync_state *st = bt->st;
+	struct bsync_session *s;
+	int r;
+
+	r = get_session(bt, "session_end");
+	if (r)
+		return r;
+	r = bsync_quiesce_writes(st);
+	if (r)
+		return r;
+	s = st->session;
+	st->session = NULL;
+	bsync_session_end(s);
+	bsync_resume_writes(st);
+	return 0;
+}
+
+static int msg_session_status(struct bsync_target *bt, unsigned int argc, char **argv,
+			      char *result, unsigned int maxlen)
+{
+	unsigned int sz = 0;
+
+	if (!bt->st->session) {
+		DMEMIT("state=none");
+		return 1;
+	}
+	bsync_session_emit_status(bt->st->session, result, maxlen);
+	return 1;
+}
+
+/*
  * Queries
  */
 
@@ -443,7 +694,19 @@ static int msg_list(struct bsync_target *bt, unsigned int argc, char **argv,
  * <offset> on, at most @max of them and as many as fit, then where to
  * continue, or "end".
  */
-static int emit_extents(struct bsync_target *bt, struct bsync_bitmap *bm,
+typedef bool (*next_extent_fn)(void *set, sector_t from, sector_t *start, sector_t *len);
+
+static bool next_dirty(void *bm, sector_t from, sector_t *start, sector_t *len)
+{
+	return bsync_bitmap_next_extent(bm, from, start, len);
+}
+
+static bool next_preserved(void *s, sector_t from, sector_t *start, sector_t *len)
+{
+	return bsync_session_next_preserved(s, from, start, len);
+}
+
+static int emit_extents(struct bsync_target *bt, next_extent_fn next, void *set,
 			unsigned int argc, char **argv, char *result, unsigned int maxlen)
 {
 	unsigned int sz = 0, max = EXTENTS_DEFAULT, n = 0;
@@ -460,12 +723,12 @@ static int emit_extents(struct bsync_target *bt, struct bsync_bitmap *bm,
 	}
 	from = off >> SECTOR_SHIFT;
 	while (n < max && maxlen - sz > 2 * EXTENT_TOKEN_MAX &&
-	       bsync_bitmap_next_extent(bm, from, &start, &len)) {
+	       next(set, from, &start, &len)) {
 		DMEMIT("%llu:%llu ", (u64)start << SECTOR_SHIFT, (u64)len << SECTOR_SHIFT);
 		from = start + len;
 		n++;
 	}
-	if (bsync_bitmap_next_extent(bm, from, &start, &len))
+	if (next(set, from, &start, &len))
 		DMEMIT("%llu", (u64)from << SECTOR_SHIFT);
 	else
 		DMEMIT("end");
@@ -482,14 +745,25 @@ static int msg_extents(struct bsync_target *bt, unsigned int argc, char **argv,
 	r = get_bitmap(bt, "extents", argv[0], false, &bm);
 	if (r)
 		return r;
-	return emit_extents(bt, bm, argc - 1, argv + 1, result, maxlen);
+	return emit_extents(bt, next_dirty, bm, argc - 1, argv + 1, result, maxlen);
 }
 
 /* alloc_extents <offset> [<max>]: runs that may hold data */
 static int msg_alloc_extents(struct bsync_target *bt, unsigned int argc, char **argv,
 			     char *result, unsigned int maxlen)
 {
-	return emit_extents(bt, bt->st->alloc, argc, argv, result, maxlen);
+	return emit_extents(bt, next_dirty, bt->st->alloc, argc, argv, result, maxlen);
+}
+
+/* preserved_extents <offset> [<max>]: what a sync=none backup must copy */
+static int msg_preserved_extents(struct bsync_target *bt, unsigned int argc, char **argv,
+				 char *result, unsigned int maxlen)
+{
+	int r = get_session(bt, "preserved_extents");
+
+	if (r)
+		return r;
+	return emit_extents(bt, next_preserved, bt->st->session, argc, argv, result, maxlen);
 }
 
 /*
@@ -516,6 +790,11 @@ static const struct bsync_msg bsync_msgs[] = {
 	{ "list",		0, 0,		msg_list },
 	{ "extents",		2, 3,		msg_extents },
 	{ "alloc_extents",	1, 2,		msg_alloc_extents },
+	{ "session_start",	3, 6,		msg_session_start },
+	{ "session_done",	2, UINT_MAX,	msg_session_done },
+	{ "session_end",	0, 0,		msg_session_end },
+	{ "session_status",	0, 0,		msg_session_status },
+	{ "preserved_extents",	1, 2,		msg_preserved_extents },
 };
 
 int bsync_message(struct dm_target *ti, unsigned int argc, char **argv,
@@ -563,7 +842,7 @@ static void sum_stats(struct bsync_state *st, struct bsync_stats *sum)
 
 /*
  * INFO:  <#bitmaps> <alloc granularity> <allocated clusters>/<clusters>
- *        <writes> <held writes>
+ *        <writes> <held writes> <session: - | state=... (as session_status)>
  * TABLE: <origin> [<#features> [zeroed] [alloc_granularity <bytes>]]
  */
 void bsync_status(struct dm_target *ti, status_type_t type, unsigned int status_flags,
@@ -582,6 +861,12 @@ void bsync_status(struct dm_target *ti, status_type_t type, unsigned int status_
 		DMEMIT("%u %llu %lu/%lu %llu %llu", st->nr_bitmaps,
 		       bsync_bitmap_granularity(st->alloc), bsync_bitmap_weight(st->alloc),
 		       st->alloc->nr_bits, stats.writes, stats.deferred);
+		if (st->session) {
+			DMEMIT(" ");
+			sz += bsync_session_emit_status(st->session, result + sz, maxlen - sz);
+		} else {
+			DMEMIT(" -");
+		}
 		mutex_unlock(&st->lock);
 		break;
 	case STATUSTYPE_TABLE:

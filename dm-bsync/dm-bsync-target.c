@@ -24,6 +24,9 @@ static void state_free(struct bsync_state *st)
 {
 	struct bsync_bitmap *bm, *tmp;
 
+	/* The device is gone: no write is in flight. */
+	if (st->session)
+		bsync_session_end(st->session);
 	list_for_each_entry_safe(bm, tmp, &st->bitmaps, list)
 		bsync_bitmap_destroy(bm);
 	bsync_bitmap_destroy(st->alloc);
@@ -119,6 +122,32 @@ static void state_put(struct bsync_state *st)
 const char *bsync_dev_name(struct bsync_target *bt)
 {
 	return dm_device_name(dm_table_get_md(bt->ti->table));
+}
+
+/* The active session of the bsync device @dev, with a reference. */
+struct bsync_session *bsync_session_lookup(dev_t dev, char **error)
+{
+	struct bsync_session *s = ERR_PTR(-ENODEV);
+	struct bsync_state *st;
+
+	*error = "Not a bsync device";
+	mutex_lock(&bsync_states_lock);
+	list_for_each_entry(st, &bsync_states, node) {
+		if (disk_devt(dm_disk(st->md)) != dev)
+			continue;
+		mutex_lock(&st->lock);
+		if (st->session && READ_ONCE(st->session->state) == BSYNC_SESSION_ACTIVE) {
+			s = st->session;
+			bsync_session_get(s);
+		} else {
+			*error = "The bsync device has no active backup session";
+			s = ERR_PTR(-ENXIO);
+		}
+		mutex_unlock(&st->lock);
+		break;
+	}
+	mutex_unlock(&bsync_states_lock);
+	return s;
 }
 
 /*
@@ -251,6 +280,8 @@ static int bsync_map_write(struct bsync_target *bt, struct bio *bio)
 {
 	struct bsync_bio *pb = dm_per_bio_data(bio, sizeof(struct bsync_bio));
 	struct bsync_state *st = bt->st;
+	struct bsync_session *s;
+	sector_t sector;
 
 	while (!gate_enter(st)) {
 		if (bio->bi_opf & REQ_NOWAIT) {
@@ -261,9 +292,21 @@ static int bsync_map_write(struct bsync_target *bt, struct bio *bio)
 			return DM_MAPIO_SUBMITTED;
 	}
 	pb->gated = true;
-	track_write(st, dm_target_offset(bt->ti, bio->bi_iter.bi_sector), bio_sectors(bio));
-	bio->bi_iter.bi_sector = dm_target_offset(bt->ti, bio->bi_iter.bi_sector);
+	sector = dm_target_offset(bt->ti, bio->bi_iter.bi_sector);
+	track_write(st, sector, bio_sectors(bio));
+	bio->bi_iter.bi_sector = sector;
 	bio_set_dev(bio, bt->origin->bdev);
+
+	/* Stable: sessions start and end with writes quiesced. */
+	s = st->session;
+	if (unlikely(s) && bsync_cbw_needed(s, sector, bio_sectors(bio))) {
+		if (bio->bi_opf & REQ_NOWAIT) {
+			bio_wouldblock_error(bio);
+			return DM_MAPIO_SUBMITTED;
+		}
+		bsync_cbw_hold(s, bio);
+		return DM_MAPIO_SUBMITTED;
+	}
 	return DM_MAPIO_REMAPPED;
 }
 
@@ -420,6 +463,11 @@ static int bsync_preresume(struct dm_target *ti)
 	mutex_lock(&st->lock);
 	if (st->dev_sectors == ti->len)
 		goto out;
+	if (st->session) {
+		DMERR("%s: cannot resize during a backup session", bsync_dev_name(bt));
+		r = -EBUSY;
+		goto out;
+	}
 	r = bsync_quiesce_writes(st);
 	if (r)
 		goto out;
@@ -459,7 +507,7 @@ static int bsync_iterate_devices(struct dm_target *ti, iterate_devices_callout_f
 
 static struct target_type bsync_target = {
 	.name = "bsync",
-	.version = {1, 0, 0},
+	.version = {1, 1, 0},
 	.features = DM_TARGET_NOWAIT,
 	.module = THIS_MODULE,
 	.ctr = bsync_ctr,
@@ -474,16 +522,35 @@ static struct target_type bsync_target = {
 
 static int __init dm_bsync_init(void)
 {
-	int r = dm_register_target(&bsync_target);
+	int r;
 
+	r = bsync_cbw_init();
 	if (r)
+		return r;
+	r = dm_register_target(&bsync_target);
+	if (r) {
 		DMERR("register failed %d", r);
+		goto bad_cbw;
+	}
+	r = bsync_snap_register();
+	if (r) {
+		DMERR("register of bsync-snap failed %d", r);
+		goto bad_target;
+	}
+	return 0;
+
+bad_target:
+	dm_unregister_target(&bsync_target);
+bad_cbw:
+	bsync_cbw_exit();
 	return r;
 }
 
 static void __exit dm_bsync_exit(void)
 {
+	bsync_snap_unregister();
 	dm_unregister_target(&bsync_target);
+	bsync_cbw_exit();
 }
 
 module_init(dm_bsync_init);

@@ -4,6 +4,8 @@
  *   dm-bsync-target.c  table constructor, bio path, write gate, suspend/resume
  *   dm-bsync-ctl.c     messages and status
  *   dm-bsync-bitmap.c  the dirty bitmap data structure
+ *   dm-bsync-cbw.c     copy-before-write backup sessions
+ *   dm-bsync-snap.c    the bsync-snap target: a session's frozen view
  */
 #ifndef DM_BSYNC_H
 #define DM_BSYNC_H
@@ -16,6 +18,7 @@
 #include <linux/wait.h>
 
 #include "dm-bsync-bitmap.h"
+#include "dm-bsync-cbw.h"
 #include "dm-bsync-compat.h"
 
 #define DM_MSG_PREFIX "bsync"
@@ -58,6 +61,9 @@ struct bsync_state {
 	wait_queue_head_t drain_wait;
 
 	struct bsync_stats __percpu *stats;
+
+	/* The backup session, if any; changes with writes quiesced. */
+	struct bsync_session *session;
 };
 
 /* One per table. */
@@ -73,12 +79,14 @@ struct bsync_target {
 struct bsync_bio {
 	struct bsync_target *bt;
 	bool gated;			/* counted in inflight; leave on completion */
+	u64 held_since;			/* ns; while copy-before-write holds it */
 };
 
 /* dm-bsync-target.c */
 int bsync_quiesce_writes(struct bsync_state *st);
 void bsync_resume_writes(struct bsync_state *st);
 const char *bsync_dev_name(struct bsync_target *bt);
+struct bsync_session *bsync_session_lookup(dev_t dev, char **error);
 
 /* dm-bsync-ctl.c */
 int bsync_message(struct dm_target *ti, unsigned int argc, char **argv,

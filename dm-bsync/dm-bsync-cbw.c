@@ -1,0 +1,692 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Copy-before-write engine of the bsync target.
+ *
+ * The bio path tests one bit per cluster a write touches (bsync_cbw_needed()).
+ * Only a write to a cluster the backup still needs comes here: it is held
+ * on a worker that starts a dm-kcopyd copy of the whole old cluster from
+ * the origin to a free store slot, and parks the write on that copy. When
+ * the copy lands, the slot is published, the cluster stops being needed,
+ * view reads of the cluster still going to the origin drain, and the write
+ * is re-examined and released. Concurrent writes to the cluster share the
+ * one copy; writes to other clusters never take a lock.
+ */
+#include <linux/blkdev.h>
+#include <linux/bitmap.h>
+#include <linux/jiffies.h>
+#include <linux/ktime.h>
+#include <linux/mm.h>
+#include <linux/slab.h>
+
+#include "dm-bsync.h"
+
+/* One cluster being preserved. */
+struct bsync_copy {
+	struct list_head list;		/* s->copies, then s->finished */
+	struct list_head start;		/* copies the worker is about to issue */
+	struct bsync_session *s;
+	unsigned long cluster, slot;
+	unsigned long started;		/* jiffies */
+	struct bio_list waiters;
+	bool read_err, write_err;
+	bool timed_out;			/* waiters were given up on */
+	bool reader_done;		/* the backup no longer needs it */
+};
+
+static struct workqueue_struct *bsync_wq;
+static atomic_t bsync_live_sessions = ATOMIC_INIT(0);
+
+static unsigned int bucket_of(unsigned long cluster)
+{
+	return cluster % BSYNC_READER_BUCKETS;
+}
+
+static struct bsync_bio *bio_pb(struct bio *bio)
+{
+	return dm_per_bio_data(bio, sizeof(struct bsync_bio));
+}
+
+/*
+ * Session lifetime
+ */
+
+static void session_free_work(struct work_struct *work)
+{
+	struct bsync_session *s = container_of(work, struct bsync_session, free_work);
+
+	cancel_delayed_work_sync(&s->timer);
+	cancel_work_sync(&s->work);
+	dm_kcopyd_client_destroy(s->kc);
+	xa_destroy(&s->map);
+	bsync_bdev_close(&s->store);
+	bsync_bdev_close(&s->origin);
+	kvfree(s->slots);
+	bsync_bitmap_destroy(s->needed);
+	kfree(s);
+	if (atomic_dec_and_test(&bsync_live_sessions))
+		wake_up_var(&bsync_live_sessions);
+}
+
+void bsync_session_get(struct bsync_session *s)
+{
+	refcount_inc(&s->ref);
+}
+
+/* The last reference may go from any context: free from the workqueue. */
+void bsync_session_put(struct bsync_session *s)
+{
+	if (refcount_dec_and_test(&s->ref))
+		queue_work(bsync_wq, &s->free_work);
+}
+
+static void session_work(struct work_struct *work);
+static void session_timer(struct work_struct *work);
+
+/*
+ * Open the store and the origin and allocate everything a session needs;
+ * the needed set is filled by bsync_session_arm() once writes are quiesced.
+ */
+struct bsync_session *bsync_session_create(const struct bsync_session_params *p,
+					   const char **error)
+{
+	struct bsync_session *s;
+	int r;
+
+	s = kzalloc(sizeof(*s), GFP_KERNEL);
+	if (!s) {
+		*error = "cannot allocate session";
+		return ERR_PTR(-ENOMEM);
+	}
+	refcount_set(&s->ref, 1);
+	s->shift = p->shift;
+	s->dev_sectors = p->dev_sectors;
+	s->policy = p->policy;
+	s->timeout = msecs_to_jiffies(p->timeout_ms);
+	s->state = BSYNC_SESSION_ACTIVE;
+	strscpy(s->dev_name, p->dev_name, sizeof(s->dev_name));
+	xa_init_flags(&s->map, XA_FLAGS_LOCK_IRQ);
+	INIT_LIST_HEAD(&s->copies);
+	INIT_LIST_HEAD(&s->finished);
+	bio_list_init(&s->held);
+	INIT_WORK(&s->work, session_work);
+	INIT_WORK(&s->free_work, session_free_work);
+	INIT_DELAYED_WORK(&s->timer, session_timer);
+	init_waitqueue_head(&s->reader_wait);
+
+	/* Exclusive: nothing else may write the store behind our back. */
+	r = bsync_bdev_open_path(&s->store, p->store_path, s);
+	if (r) {
+		*error = "cannot open the store exclusively";
+		goto bad;
+	}
+	if (s->store.bdev->bd_dev == p->origin_dev || s->store.bdev->bd_dev == p->self_dev) {
+		*error = "the store cannot be the device it protects";
+		r = -EINVAL;
+		goto bad;
+	}
+	r = bsync_bdev_open_dev(&s->origin, p->origin_dev);
+	if (r) {
+		*error = "cannot open the origin";
+		goto bad;
+	}
+	s->nr_slots = bdev_nr_sectors(s->store.bdev) >> s->shift;
+	if (!s->nr_slots) {
+		*error = "the store is smaller than one cluster";
+		r = -ENOSPC;
+		goto bad;
+	}
+	r = -ENOMEM;
+	*error = "cannot allocate session maps";
+	s->slots = kvcalloc(BITS_TO_LONGS(s->nr_slots), sizeof(unsigned long), GFP_KERNEL);
+	if (!s->slots)
+		goto bad;
+	s->needed = bsync_bitmap_create(NULL, s->shift, s->dev_sectors, false);
+	if (IS_ERR(s->needed)) {
+		r = PTR_ERR(s->needed);
+		s->needed = NULL;
+		goto bad;
+	}
+	s->kc = dm_kcopyd_client_create(NULL);
+	if (IS_ERR(s->kc)) {
+		r = PTR_ERR(s->kc);
+		s->kc = NULL;
+		*error = "cannot create a kcopyd client";
+		goto bad;
+	}
+	atomic_inc(&bsync_live_sessions);
+	return s;
+
+bad:
+	if (s->kc)
+		dm_kcopyd_client_destroy(s->kc);
+	bsync_bdev_close(&s->store);
+	bsync_bdev_close(&s->origin);
+	kvfree(s->slots);
+	bsync_bitmap_destroy(s->needed);
+	kfree(s);
+	return ERR_PTR(r);
+}
+
+/* The start instant: the caller has writes quiesced. */
+void bsync_session_arm(struct bsync_session *s, enum bsync_set set,
+		       const struct bsync_bitmap *src)
+{
+	switch (set) {
+	case BSYNC_SET_ALL:
+	case BSYNC_SET_NONE:
+		bsync_bitmap_mark_all(s->needed);
+		break;
+	case BSYNC_SET_BITMAP:
+	case BSYNC_SET_ALLOCATED:
+		bsync_bitmap_merge(s->needed, src);
+		break;
+	}
+}
+
+/* Caller holds the map lock. Guest writes to the session's clusters pass from now on. */
+static void session_break(struct bsync_session *s, const char *reason)
+{
+	struct bsync_copy *c;
+
+	if (s->state != BSYNC_SESSION_ACTIVE)
+		return;
+	s->state = BSYNC_SESSION_BROKEN;
+	s->reason = reason;
+	bsync_bitmap_clear(s->needed);
+	list_for_each_entry(c, &s->copies, list) {
+		bio_list_merge(&s->held, &c->waiters);
+		bio_list_init(&c->waiters);
+	}
+	queue_work(bsync_wq, &s->work);
+	DMERR_LIMIT("%s: backup session broken: %s", s->dev_name, reason);
+}
+
+/*
+ * Disarm copy-before-write at the end of a backup. The caller has writes
+ * quiesced, so no write is held; copies still in flight finish on their
+ * own and hold the session until then.
+ */
+void bsync_session_end(struct bsync_session *s)
+{
+	xa_lock_irq(&s->map);
+	s->state = BSYNC_SESSION_ENDED;
+	bsync_bitmap_clear(s->needed);
+	xa_unlock_irq(&s->map);
+	bsync_session_put(s);
+}
+
+const char *bsync_session_state_name(const struct bsync_session *s)
+{
+	switch (READ_ONCE(s->state)) {
+	case BSYNC_SESSION_ACTIVE:
+		return "active";
+	case BSYNC_SESSION_BROKEN:
+		return "broken";
+	default:
+		return "ended";
+	}
+}
+
+/*
+ * Store slots
+ */
+
+static long slot_alloc(struct bsync_session *s)
+{
+	unsigned long slot = find_next_zero_bit(s->slots, s->nr_slots, s->slot_hint);
+
+	if (slot >= s->nr_slots)
+		slot = find_first_zero_bit(s->slots, s->nr_slots);
+	if (slot >= s->nr_slots)
+		return -ENOSPC;
+	__set_bit(slot, s->slots);
+	s->slot_hint = slot + 1;
+	s->slots_used++;
+	return slot;
+}
+
+static void slot_free(struct bsync_session *s, unsigned long slot)
+{
+	__clear_bit(slot, s->slots);
+	s->slots_used--;
+}
+
+/*
+ * Held writes
+ */
+
+static void release_write(struct bsync_session *s, struct bio *bio)
+{
+	atomic64_add(ktime_get_ns() - bio_pb(bio)->held_since, &s->delay_ns);
+	dm_submit_bio_remap(bio, NULL);
+}
+
+static void fail_writes(struct bsync_session *s, struct bio_list *bios)
+{
+	struct bio *bio;
+
+	while ((bio = bio_list_pop(bios))) {
+		atomic64_add(ktime_get_ns() - bio_pb(bio)->held_since, &s->delay_ns);
+		bio_io_error(bio);
+	}
+}
+
+/* Called from the bio path for a write that touches a needed cluster. */
+void bsync_cbw_hold(struct bsync_session *s, struct bio *bio)
+{
+	unsigned long flags;
+
+	bio_pb(bio)->held_since = ktime_get_ns();
+	atomic64_inc(&s->delayed);
+	xa_lock_irqsave(&s->map, flags);
+	bio_list_add(&s->held, bio);
+	xa_unlock_irqrestore(&s->map, flags);
+	queue_work(bsync_wq, &s->work);
+}
+
+static void copy_done(int read_err, unsigned long write_err, void *context)
+{
+	struct bsync_copy *c = context;
+	struct bsync_session *s = c->s;
+	unsigned long flags;
+
+	c->read_err = read_err;
+	c->write_err = write_err;
+	xa_lock_irqsave(&s->map, flags);
+	list_move_tail(&c->list, &s->finished);
+	xa_unlock_irqrestore(&s->map, flags);
+	queue_work(bsync_wq, &s->work);
+}
+
+static void start_copies(struct bsync_session *s, struct list_head *todo)
+{
+	struct bsync_copy *c, *tmp;
+	struct dm_io_region from, to;
+	sector_t start;
+
+	list_for_each_entry_safe(c, tmp, todo, start) {
+		list_del_init(&c->start);
+		start = (sector_t)c->cluster << s->shift;
+		from.bdev = s->origin.bdev;
+		from.sector = start;
+		from.count = min_t(sector_t, 1ULL << s->shift, s->dev_sectors - start);
+		to.bdev = s->store.bdev;
+		to.sector = (sector_t)c->slot << s->shift;
+		to.count = from.count;
+		dm_kcopyd_copy(s->kc, &from, 1, &to, 0, copy_done, c);
+	}
+	if (s->timeout)
+		queue_delayed_work(bsync_wq, &s->timer, s->timeout);
+}
+
+/*
+ * Start copies for the needed clusters @bio touches and park it on the
+ * first copy still in flight; release it once none is left. The map lock
+ * is dropped to allocate, so the walk restarts after each allocation.
+ */
+static void examine_write(struct bsync_session *s, struct bio *bio)
+{
+	sector_t sector = bio->bi_iter.bi_sector;
+	unsigned long first = sector >> s->shift;
+	unsigned long last = (sector + bio_sectors(bio) - 1) >> s->shift;
+	struct bsync_copy *spare = NULL, *wait_on, *c;
+	LIST_HEAD(todo);
+	bool fail = false, parked = false;
+	unsigned long i;
+	void *entry;
+	long slot;
+
+	last = min(last, s->needed->nr_bits - 1);
+again:
+	wait_on = NULL;
+	xa_lock_irq(&s->map);
+	if (s->state != BSYNC_SESSION_ACTIVE)
+		goto unlock;
+	for (i = find_next_bit(s->needed->bits, last + 1, first); i <= last;
+	     i = find_next_bit(s->needed->bits, last + 1, i + 1)) {
+		entry = xa_load(&s->map, i);
+		if (entry) {
+			c = entry;
+			if (c->timed_out) {
+				fail = true;
+				goto unlock;
+			}
+			wait_on = wait_on ?: c;
+			continue;
+		}
+		if (!spare) {
+			xa_unlock_irq(&s->map);
+			spare = kzalloc(sizeof(*spare), GFP_NOIO);
+			if (!spare) {
+				xa_lock_irq(&s->map);
+				session_break(s, "enomem");
+				goto unlock;
+			}
+			goto again;
+		}
+		slot = slot_alloc(s);
+		if (slot < 0) {
+			if (s->policy == BSYNC_BREAK_GUEST_WRITE) {
+				DMERR_LIMIT("%s: store full: failing a guest write", s->dev_name);
+				fail = true;
+			} else {
+				session_break(s, "enospc");
+			}
+			goto unlock;
+		}
+		/* NULL also matches a slot xa_reserve_irq() left below. */
+		entry = __xa_cmpxchg(&s->map, i, NULL, spare, GFP_NOWAIT);
+		if (xa_is_err(entry)) {
+			slot_free(s, slot);
+			xa_unlock_irq(&s->map);
+			if (xa_reserve_irq(&s->map, i, GFP_NOIO)) {
+				xa_lock_irq(&s->map);
+				session_break(s, "enomem");
+				goto unlock;
+			}
+			goto again;
+		}
+		spare->s = s;
+		spare->cluster = i;
+		spare->slot = slot;
+		spare->started = jiffies;
+		bio_list_init(&spare->waiters);
+		list_add_tail(&spare->list, &s->copies);
+		list_add_tail(&spare->start, &todo);
+		bsync_session_get(s);
+		wait_on = wait_on ?: spare;
+		spare = NULL;
+	}
+	if (wait_on) {
+		bio_list_add(&wait_on->waiters, bio);
+		parked = true;
+	}
+unlock:
+	xa_unlock_irq(&s->map);
+	kfree(spare);
+	start_copies(s, &todo);
+	if (fail) {
+		struct bio_list one = BIO_EMPTY_LIST;
+
+		bio_list_add(&one, bio);
+		fail_writes(s, &one);
+	} else if (!parked) {
+		release_write(s, bio);
+	}
+}
+
+static void requeue_writes(struct bsync_session *s, struct bio_list *bios)
+{
+	if (bio_list_empty(bios))
+		return;
+	xa_lock_irq(&s->map);
+	bio_list_merge(&s->held, bios);
+	xa_unlock_irq(&s->map);
+	queue_work(bsync_wq, &s->work);
+}
+
+static bool bucket_idle(struct bsync_session *s, unsigned int b)
+{
+	return !atomic_read(&s->readers[b]);
+}
+
+/* A copy landed (or failed): publish it and let its writes go on. */
+static void finish_copy(struct bsync_session *s, struct bsync_copy *c)
+{
+	struct bio_list waiters;
+	bool fail = false;
+
+	xa_lock_irq(&s->map);
+	waiters = c->waiters;
+	bio_list_init(&c->waiters);
+	if (!c->read_err && !c->write_err && !c->reader_done &&
+	    s->state == BSYNC_SESSION_ACTIVE) {
+		/* Replacing an entry allocates nothing. */
+		__xa_store(&s->map, c->cluster, xa_mk_value(c->slot), GFP_ATOMIC);
+		clear_bit(c->cluster, s->needed->bits);
+		atomic64_inc(&s->preserved);
+		xa_unlock_irq(&s->map);
+		/* View reads that went to the origin before the switch must finish first. */
+		wait_event(s->reader_wait, bucket_idle(s, bucket_of(c->cluster)));
+		goto out;
+	}
+	__xa_erase(&s->map, c->cluster);
+	slot_free(s, c->slot);
+	if ((c->read_err || c->write_err) && s->state == BSYNC_SESSION_ACTIVE) {
+		DMERR_LIMIT("%s: copy-before-write of cluster %lu failed: %s error",
+			    s->dev_name, c->cluster, c->read_err ? "origin read" : "store write");
+		if (s->policy == BSYNC_BREAK_GUEST_WRITE)
+			fail = true;	/* the cluster stays needed: a later write retries */
+		else
+			session_break(s, c->read_err ? "origin-eio" : "store-eio");
+	}
+	xa_unlock_irq(&s->map);
+out:
+	if (fail)
+		fail_writes(s, &waiters);
+	else
+		requeue_writes(s, &waiters);
+	kfree(c);
+	bsync_session_put(s);
+}
+
+static void session_work(struct work_struct *work)
+{
+	struct bsync_session *s = container_of(work, struct bsync_session, work);
+	struct bsync_copy *c, *tmp;
+	struct bio_list held;
+	LIST_HEAD(finished);
+	struct bio *bio;
+
+	xa_lock_irq(&s->map);
+	list_splice_init(&s->finished, &finished);
+	held = s->held;
+	bio_list_init(&s->held);
+	xa_unlock_irq(&s->map);
+
+	list_for_each_entry_safe(c, tmp, &finished, list) {
+		list_del(&c->list);
+		finish_copy(s, c);
+	}
+	while ((bio = bio_list_pop(&held)))
+		examine_write(s, bio);
+}
+
+/* No guest write waits longer than the cbw timeout for a copy. */
+static void session_timer(struct work_struct *work)
+{
+	struct bsync_session *s = container_of(to_delayed_work(work), struct bsync_session, timer);
+	struct bio_list expired = BIO_EMPTY_LIST;
+	unsigned long next = 0;
+	struct bsync_copy *c;
+
+	xa_lock_irq(&s->map);
+	list_for_each_entry(c, &s->copies, list) {
+		if (c->timed_out)
+			continue;
+		if (time_before(jiffies, c->started + s->timeout)) {
+			next = c->started + s->timeout - jiffies;
+			break;
+		}
+		if (s->state != BSYNC_SESSION_ACTIVE)
+			break;
+		DMERR_LIMIT("%s: copy-before-write of cluster %lu timed out", s->dev_name,
+			    c->cluster);
+		if (s->policy == BSYNC_BREAK_SNAPSHOT) {
+			session_break(s, "timeout");
+			break;
+		}
+		c->timed_out = true;
+		bio_list_merge(&expired, &c->waiters);
+		bio_list_init(&c->waiters);
+	}
+	if (next)
+		queue_delayed_work(bsync_wq, &s->timer, next);
+	xa_unlock_irq(&s->map);
+	fail_writes(s, &expired);
+}
+
+/*
+ * The reader's side
+ */
+
+/* Wait until no view read is in flight anywhere. */
+static void readers_drain(struct bsync_session *s)
+{
+	unsigned int b;
+
+	for (b = 0; b < BSYNC_READER_BUCKETS; b++)
+		wait_event(s->reader_wait, bucket_idle(s, b));
+}
+
+/*
+ * The backup copied the clusters [sector, sector + nr) covers: writes there
+ * pass from now on and their store slots are reused. Slots are freed in
+ * batches once view reads that may still use them have finished.
+ */
+void bsync_session_done(struct bsync_session *s, sector_t sector, sector_t nr)
+{
+	sector_t gran = 1ULL << s->shift;
+	unsigned long i = (sector + gran - 1) >> s->shift;
+	unsigned long end = (sector + nr) >> s->shift;
+	unsigned long freed[64];
+	struct bio_list go = BIO_EMPTY_LIST;
+	unsigned int n = 0;
+	void *entry;
+
+	if (sector + nr >= s->dev_sectors)
+		end = s->needed->nr_bits;
+	while (i < end) {
+		xa_lock_irq(&s->map);
+		for (; i < end && n < ARRAY_SIZE(freed); i++) {
+			entry = xa_load(&s->map, i);
+			if (xa_is_value(entry)) {
+				__xa_erase(&s->map, i);
+				freed[n++] = xa_to_value(entry);
+			} else if (entry) {
+				struct bsync_copy *c = entry;
+
+				c->reader_done = true;
+				bio_list_merge(&go, &c->waiters);
+				bio_list_init(&c->waiters);
+			} else if (!test_bit(i, s->needed->bits)) {
+				continue;
+			}
+			clear_bit(i, s->needed->bits);
+			atomic64_inc(&s->copied);
+		}
+		xa_unlock_irq(&s->map);
+		if (n) {
+			readers_drain(s);
+			xa_lock_irq(&s->map);
+			while (n)
+				slot_free(s, freed[--n]);
+			xa_unlock_irq(&s->map);
+		}
+		cond_resched();
+	}
+	requeue_writes(s, &go);
+}
+
+/*
+ * Route a view read of one cluster: to the origin while the cluster is
+ * needed (a write there now waits for this read), to its store slot once
+ * preserved, else fail. *bucket tells bsync_snap_read_done() what to drop.
+ */
+int bsync_snap_map_read(struct bsync_session *s, struct bio *bio, int *bucket)
+{
+	sector_t sector = bio->bi_iter.bi_sector;
+	unsigned long cluster = sector >> s->shift;
+	unsigned int b = bucket_of(cluster);
+	void *entry;
+
+	if (READ_ONCE(s->state) != BSYNC_SESSION_ACTIVE || cluster >= s->needed->nr_bits)
+		return -EIO;
+	atomic_inc(&s->readers[b]);
+	smp_mb__after_atomic(); /* pairs with clear_bit() + wait in finish_copy() */
+	if (test_bit(cluster, s->needed->bits)) {
+		bio_set_dev(bio, s->origin.bdev);
+		*bucket = b;
+		return 0;
+	}
+	entry = xa_load(&s->map, cluster);
+	if (xa_is_value(entry)) {
+		bio_set_dev(bio, s->store.bdev);
+		bio->bi_iter.bi_sector = ((sector_t)xa_to_value(entry) << s->shift) +
+					 (sector & ((1ULL << s->shift) - 1));
+		*bucket = b;
+		return 0;
+	}
+	bsync_snap_read_done(s, b);
+	return -EIO;
+}
+
+void bsync_snap_read_done(struct bsync_session *s, int bucket)
+{
+	if (atomic_dec_and_test(&s->readers[bucket]) && wq_has_sleeper(&s->reader_wait))
+		wake_up(&s->reader_wait);
+}
+
+/*
+ * Queries
+ */
+
+/* The next run of preserved clusters at or after @from, in sectors. */
+bool bsync_session_next_preserved(struct bsync_session *s, sector_t from,
+				  sector_t *start, sector_t *len)
+{
+	unsigned long idx = from >> s->shift, end;
+	bool found = false;
+	void *entry;
+
+	xa_lock_irq(&s->map);
+	xa_for_each_start(&s->map, idx, entry, from >> s->shift) {
+		if (xa_is_value(entry))
+			break;
+	}
+	if (entry) {
+		found = true;
+		for (end = idx + 1; xa_is_value(xa_load(&s->map, end)); end++)
+			;
+		*start = max_t(sector_t, (sector_t)idx << s->shift, from);
+		*len = min_t(sector_t, (sector_t)end << s->shift, s->dev_sectors) - *start;
+	}
+	xa_unlock_irq(&s->map);
+	return found;
+}
+
+/*
+ * state=<s> reason=<r> cluster=<bytes> needed=<n> copied=<n> preserved=<n>
+ * store_used=<bytes> store_size=<bytes> delayed=<n> delay_us=<n>
+ */
+int bsync_session_emit_status(struct bsync_session *s, char *result, unsigned int maxlen)
+{
+	unsigned int sz = 0;
+	unsigned long used;
+
+	xa_lock_irq(&s->map);
+	used = s->slots_used;
+	xa_unlock_irq(&s->map);
+	DMEMIT("state=%s reason=%s cluster=%llu needed=%lu copied=%lld preserved=%lld ",
+	       bsync_session_state_name(s), s->reason ?: "-",
+	       (u64)SECTOR_SIZE << s->shift, bsync_bitmap_weight(s->needed),
+	       atomic64_read(&s->copied), atomic64_read(&s->preserved));
+	DMEMIT("store_used=%llu store_size=%llu delayed=%lld delay_us=%lld",
+	       (u64)used << (s->shift + SECTOR_SHIFT),
+	       (u64)s->nr_slots << (s->shift + SECTOR_SHIFT),
+	       atomic64_read(&s->delayed), atomic64_read(&s->delay_ns) / NSEC_PER_USEC);
+	return sz;
+}
+
+int bsync_cbw_init(void)
+{
+	bsync_wq = alloc_workqueue("dm-bsync", WQ_MEM_RECLAIM, 0);
+	return bsync_wq ? 0 : -ENOMEM;
+}
+
+/* Sessions outlive their devices until their last copy lands. */
+void bsync_cbw_exit(void)
+{
+	wait_var_event(&bsync_live_sessions, !atomic_read(&bsync_live_sessions));
+	destroy_workqueue(bsync_wq);
+}

@@ -1,0 +1,350 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Copy-before-write sessions and the bsync-snap view.
+ *
+ * The device is filled with random data and remembered; a session starts;
+ * fio writes, discards and write-zeroes land all over the device while a
+ * reader copies the view in random order. Every cluster the backup needs
+ * must read back as it was at the start. Then the failure policies: a full
+ * store, a failing store, a failing origin, a stuck store, and ending or
+ * removing things while I/O is in flight.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "bsync_test.h"
+
+#define ORG	"bt-cbw-org"
+#define STORE	"bt-cbw-store"
+#define DEV	"bt-cbw"
+#define VIEW	"bt-cbw-view"
+#define SIZE	(64 * MiB)
+
+static const char *mapper(const char *name)
+{
+	static char buf[4][64];
+	static int i;
+
+	i = (i + 1) % 4;
+	return bt_path(name, buf[i], sizeof(buf[i]));
+}
+
+/* ORG: 64 MiB of disk 0; STORE: the given table on disk 1; DEV: bsync on ORG. */
+static int make_devices(const char *store_type, const char *store_params, uint64_t store_bytes)
+{
+	char p[256];
+	int r;
+
+	snprintf(p, sizeof(p), "%s 0", bt_disk(0));
+	r = dmctl_create(ORG, SIZE >> 9, "linear", p);
+	if (!r)
+		r = dmctl_create(STORE, store_bytes >> 9, store_type, store_params);
+	if (!r)
+		r = bt_create(DEV, mapper(ORG), "");
+	return r;
+}
+
+static void remove_devices(void)
+{
+	bt_sh("pkill -x fio; while pgrep -x fio >/dev/null; do sleep 0.1; done");
+	dmctl_remove(VIEW);
+	dmctl_remove(DEV);
+	dmctl_remove(STORE);
+	dmctl_remove(ORG);
+}
+
+static int view_create(void)
+{
+	return dmctl_create_ro(VIEW, SIZE >> 9, "bsync-snap", mapper(DEV));
+}
+
+/* Fill the device with random data; returns the content. */
+static uint8_t *fill_random(uint64_t seed)
+{
+	uint8_t *img = bt_alloc_aligned(SIZE);
+	uint64_t rng = seed, *w;
+	int fd = open(mapper(DEV), O_WRONLY | O_DIRECT);
+
+	if (!img || fd < 0)
+		return NULL;
+	for (w = (uint64_t *)img; w < (uint64_t *)(img + SIZE); w++)
+		*w = bt_rand(&rng);
+	if (bt_pwrite_full(fd, img, SIZE, 0)) {
+		free(img);
+		img = NULL;
+	}
+	close(fd);
+	return img;
+}
+
+static int status_field(const char *key, char *val, size_t len)
+{
+	char reply[1024], *p;
+	size_t n;
+	int r = bt_msg(DEV, reply, sizeof(reply), "session_status");
+
+	if (r)
+		return r;
+	p = strstr(reply, key);
+	if (!p || p[strlen(key)] != '=')
+		return -ENOENT;
+	p += strlen(key) + 1;
+	n = strcspn(p, " ");
+	snprintf(val, len, "%.*s", (int)(n < len ? n : len - 1), p);
+	return 0;
+}
+
+static uint64_t status_u64(const char *key)
+{
+	char v[64];
+
+	return status_field(key, v, sizeof(v)) ? UINT64_MAX : strtoull(v, NULL, 10);
+}
+
+static bool state_is(const char *state, const char *reason)
+{
+	char s[64], why[64];
+
+	if (status_field("state", s, sizeof(s)) || strcmp(s, state))
+		return false;
+	return !reason || (!status_field("reason", why, sizeof(why)) && !strcmp(why, reason));
+}
+
+/* Background writers: fio (writes of 512 B..1 MiB, discards) and write-zeroes. */
+struct zeroer {
+	atomic_bool stop;
+	uint64_t seed;
+	int errors;
+};
+
+static void *zeroer_fn(void *arg)
+{
+	struct zeroer *z = arg;
+	uint64_t rng = z->seed, range[2];
+	int fd = open(mapper(DEV), O_WRONLY);
+
+	if (fd < 0)
+		return (void *)1;
+	while (!atomic_load(&z->stop)) {
+		range[1] = (1 + bt_rand(&rng) % 512) * 512;
+		range[0] = (bt_rand(&rng) % ((SIZE - range[1]) / 512)) * 512;
+		if (ioctl(fd, BLKZEROOUT, range))
+			z->errors++;
+		usleep(20000);
+	}
+	close(fd);
+	return NULL;
+}
+
+static int fio_start(unsigned int secs)
+{
+	return bt_sh("fio --ioengine=libaio --direct=1 --time_based --runtime=%u --filename=%s "
+		     "--randrepeat=0 --name=w --rw=randwrite --bsrange=512-1m --iodepth=8 "
+		     "--name=t --rw=randtrim --bsrange=4k-256k --iodepth=2 "
+		     ">/tmp/cbw-fio.out 2>&1 &", secs, mapper(DEV));
+}
+
+static int fio_wait(void)
+{
+	bt_sh("while pgrep -x fio >/dev/null; do sleep 0.2; done");
+	return bt_sh("grep -q 'err= 0' /tmp/cbw-fio.out && ! grep -q 'err=[1-9]' /tmp/cbw-fio.out");
+}
+
+struct pit {
+	uint64_t cluster;
+	const char *set;	/* full, bitmap, none */
+	unsigned int secs;
+};
+
+FIXTURE(cbw) {
+	uint64_t seed;
+	uint8_t *img;
+};
+
+FIXTURE_SETUP(cbw)
+{
+	if (!bt_disk(0) || !bt_disk(1))
+		SKIP(return, "needs two scratch disks");
+	self->seed = bt_seed();
+	self->img = NULL;
+	TH_LOG("seed %" PRIu64, self->seed);
+}
+
+FIXTURE_TEARDOWN(cbw)
+{
+	remove_devices();
+	free(self->img);
+}
+
+/* Read cluster @c of the view and compare it with the image; 0, 1 (differs) or -errno. */
+static int check_cluster(int vfd, const uint8_t *img, uint8_t *buf, uint64_t cluster, uint64_t c)
+{
+	int r = bt_pread_full(vfd, buf, cluster, c * cluster);
+
+	if (r)
+		return r;
+	return memcmp(buf, img + c * cluster, cluster) ? 1 : 0;
+}
+
+/*
+ * The point-in-time test: which clusters the backup needs depends on the
+ * set; the reader copies those in random order while the load runs and
+ * each must equal the content at the start.
+ */
+static void point_in_time(struct __test_metadata *_metadata, FIXTURE_DATA(cbw) *self,
+			  const struct pit *t)
+{
+	uint64_t nr = SIZE / t->cluster, rng = self->seed, n = 0, i, j, tmp;
+	uint8_t *buf = bt_alloc_aligned(t->cluster);
+	uint8_t *needed = calloc(nr, 1);
+	uint64_t *order = calloc(nr, sizeof(*order));
+	struct zeroer z = { .seed = self->seed ^ 0x5a5a };
+	bool bitmap = !strcmp(t->set, "bitmap"), none = !strcmp(t->set, "none");
+	unsigned int bad = 0, errors = 0;
+	uint64_t first_bad = 0;
+	char store[256];
+	pthread_t zt;
+	void *ret;
+	int fd, vfd, r;
+
+	ASSERT_NE(NULL, buf);
+	ASSERT_NE(NULL, needed);
+	ASSERT_NE(NULL, order);
+	snprintf(store, sizeof(store), "%s 0", bt_disk(1));
+	ASSERT_EQ(0, make_devices("linear", store, SIZE));
+	ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "add b0 64k"));
+	self->img = fill_random(self->seed);
+	ASSERT_NE(NULL, self->img);
+
+	if (bitmap) {
+		/* Only some clusters changed since the last backup. */
+		ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "clear b0"));
+		fd = open(mapper(DEV), O_WRONLY | O_DIRECT);
+		ASSERT_LE(0, fd);
+		for (i = 0; i < 64; i++) {
+			j = bt_rand(&rng) % nr;
+			memset(self->img + j * t->cluster, 0xa0 + i, t->cluster);
+			ASSERT_EQ(0, bt_pwrite_full(fd, self->img + j * t->cluster,
+						    t->cluster, j * t->cluster));
+			needed[j] = 1;
+		}
+		close(fd);
+	} else {
+		memset(needed, 1, nr);
+	}
+	ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "session_start %s %" PRIu64 " %s %s",
+			    mapper(STORE), t->cluster, t->set, bitmap ? "b0" : "-"));
+	ASSERT_EQ(0, view_create());
+	vfd = open(mapper(VIEW), O_RDONLY | O_DIRECT);
+	ASSERT_LE(0, vfd);
+
+	for (i = 0; i < nr; i++)
+		if (needed[i] && !none)
+			order[n++] = i;
+	for (i = n; i > 1; i--) {
+		j = bt_rand(&rng) % i;
+		tmp = order[i - 1];
+		order[i - 1] = order[j];
+		order[j] = tmp;
+	}
+
+	ASSERT_EQ(0, fio_start(t->secs));
+	ASSERT_EQ(0, pthread_create(&zt, NULL, zeroer_fn, &z));
+	/* Copy the needed clusters over the whole load, spread out. */
+	for (i = 0; i < n; i++) {
+		usleep(t->secs * 1000000ULL / n / 2);
+		r = check_cluster(vfd, self->img, buf, t->cluster, order[i]);
+		if (r < 0)
+			errors++;
+		if (r > 0 && !bad++)
+			first_bad = order[i];
+		ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "session_done %" PRIu64 " %" PRIu64,
+				    order[i] * t->cluster, t->cluster));
+	}
+	EXPECT_EQ(0, fio_wait()) TH_LOG("fio reported errors, see /tmp/cbw-fio.out");
+	atomic_store(&z.stop, true);
+	ASSERT_EQ(0, pthread_join(zt, &ret));
+	EXPECT_EQ(NULL, ret);
+	EXPECT_EQ(0, z.errors);
+
+	if (none) {
+		/* Nothing was copied during the load: the whole view is the past. */
+		for (i = 0; i < nr; i++) {
+			r = check_cluster(vfd, self->img, buf, t->cluster, i);
+			if (r < 0)
+				errors++;
+			if (r > 0 && !bad++)
+				first_bad = i;
+		}
+	}
+	if (bitmap) {
+		/* A cluster the backup does not need cannot be read from the past. */
+		for (i = 0; i < nr && needed[i]; i++)
+			;
+		EXPECT_NE(0, bt_pread_full(vfd, buf, t->cluster, i * t->cluster));
+	}
+	EXPECT_EQ(0U, errors) TH_LOG("%u view reads failed", errors);
+	EXPECT_EQ(0U, bad) TH_LOG("%u clusters differ from the start, first %" PRIu64, bad,
+				 first_bad);
+	EXPECT_TRUE(state_is("active", "-"));
+	if (!bitmap)
+		EXPECT_LT(0ULL, status_u64("preserved"));
+	TH_LOG("needed %" PRIu64 " copied %" PRIu64 " preserved %" PRIu64 " delayed %" PRIu64
+	       " delay_us %" PRIu64, status_u64("needed"), status_u64("copied"),
+	       status_u64("preserved"), status_u64("delayed"), status_u64("delay_us"));
+	close(vfd);
+	ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "session_end"));
+	if (bitmap)
+		ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "unfreeze b0 abdicate"));
+	free(buf);
+	free(needed);
+	free(order);
+}
+
+TEST_F_TIMEOUT(cbw, point_in_time_full_64k, 300)
+{
+	struct pit t = { 64 * KiB, "full", 20 };
+
+	point_in_time(_metadata, self, &t);
+}
+
+TEST_F_TIMEOUT(cbw, point_in_time_full_256k, 300)
+{
+	struct pit t = { 256 * KiB, "full", 20 };
+
+	point_in_time(_metadata, self, &t);
+}
+
+TEST_F_TIMEOUT(cbw, point_in_time_full_1m, 300)
+{
+	struct pit t = { 1 * MiB, "full", 20 };
+
+	point_in_time(_metadata, self, &t);
+}
+
+TEST_F_TIMEOUT(cbw, point_in_time_bitmap, 300)
+{
+	struct pit t = { 64 * KiB, "bitmap", 20 };
+
+	point_in_time(_metadata, self, &t);
+}
+
+TEST_F_TIMEOUT(cbw, point_in_time_none, 300)
+{
+	struct pit t = { 64 * KiB, "none", 20 };
+
+	point_in_time(_metadata, self, &t);
+}
+
+TEST_HARNESS_MAIN
