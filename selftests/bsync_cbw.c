@@ -312,10 +312,19 @@ static void point_in_time(struct __test_metadata *_metadata, FIXTURE_DATA(cbw) *
 	free(order);
 }
 
+/* Load seconds: 20, or $BSYNC_CBW_SECS (the mutation check runs shorter). */
+static unsigned int load_secs(void)
+{
+	const char *e = getenv("BSYNC_CBW_SECS");
+
+	return e ? (unsigned int)strtoul(e, NULL, 10) : 20;
+}
+
 TEST_F_TIMEOUT(cbw, point_in_time_full_64k, 300)
 {
 	struct pit t = { 64 * KiB, "full", 20 };
 
+	t.secs = load_secs();
 	point_in_time(_metadata, self, &t);
 }
 
@@ -323,6 +332,7 @@ TEST_F_TIMEOUT(cbw, point_in_time_full_256k, 300)
 {
 	struct pit t = { 256 * KiB, "full", 20 };
 
+	t.secs = load_secs();
 	point_in_time(_metadata, self, &t);
 }
 
@@ -330,6 +340,7 @@ TEST_F_TIMEOUT(cbw, point_in_time_full_1m, 300)
 {
 	struct pit t = { 1 * MiB, "full", 20 };
 
+	t.secs = load_secs();
 	point_in_time(_metadata, self, &t);
 }
 
@@ -337,6 +348,7 @@ TEST_F_TIMEOUT(cbw, point_in_time_bitmap, 300)
 {
 	struct pit t = { 64 * KiB, "bitmap", 20 };
 
+	t.secs = load_secs();
 	point_in_time(_metadata, self, &t);
 }
 
@@ -344,7 +356,345 @@ TEST_F_TIMEOUT(cbw, point_in_time_none, 300)
 {
 	struct pit t = { 64 * KiB, "none", 20 };
 
+	t.secs = load_secs();
 	point_in_time(_metadata, self, &t);
+}
+
+/*
+ * Failure policies, ending and removal, refusals
+ */
+
+/* A session over a filled device with the given store; the view is open. */
+static void start_simple(struct __test_metadata *_metadata, FIXTURE_DATA(cbw) *self,
+			 const char *store_type, const char *store_params, uint64_t store_bytes,
+			 const char *options)
+{
+	ASSERT_EQ(0, make_devices(store_type, store_params, store_bytes));
+	self->img = fill_random(self->seed);
+	ASSERT_NE(NULL, self->img);
+	ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "session_start %s 65536 full - %s", mapper(STORE),
+			    options));
+	ASSERT_EQ(0, view_create());
+}
+
+/* Write 4 KiB at the start of clusters [first, first + n); how many failed. */
+static int write_clusters(uint64_t first, unsigned int n, int *err)
+{
+	uint8_t *buf = bt_alloc_aligned(4096);
+	int fd = open(mapper(DEV), O_WRONLY | O_DIRECT), failed = 0;
+	unsigned int i;
+
+	memset(buf, 0xee, 4096);
+	for (i = 0; i < n; i++) {
+		if (pwrite(fd, buf, 4096, (first + i) * 64 * KiB) != 4096) {
+			*err = errno;
+			failed++;
+		}
+	}
+	close(fd);
+	free(buf);
+	return failed;
+}
+
+/* Compare clusters [first, first + n) of the view with the image; mismatches or -1. */
+static int view_matches(const uint8_t *img, uint64_t first, unsigned int n)
+{
+	uint8_t *buf = bt_alloc_aligned(64 * KiB);
+	int fd = open(mapper(VIEW), O_RDONLY | O_DIRECT), bad = 0;
+	unsigned int i;
+
+	if (fd < 0)
+		return -1;
+	for (i = 0; i < n; i++)
+		bad += check_cluster(fd, img, buf, 64 * KiB, first + i) != 0;
+	close(fd);
+	free(buf);
+	return bad;
+}
+
+static bool view_read_fails(uint64_t cluster)
+{
+	uint8_t *buf = bt_alloc_aligned(64 * KiB);
+	int fd = open(mapper(VIEW), O_RDONLY | O_DIRECT);
+	bool failed = fd < 0 || pread(fd, buf, 64 * KiB, cluster * 64 * KiB) >= 0 ? false : true;
+
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return failed;
+}
+
+/* The store may stay busy until copies still in flight land. */
+static int remove_when_idle(const char *name)
+{
+	int i, r = -EBUSY;
+
+	for (i = 0; i < 200 && r; i++) {
+		r = dmctl_remove(name);
+		if (r)
+			usleep(100000);
+	}
+	return r;
+}
+
+static char store_line[256];
+
+static const char *disk1(const char *fmt)
+{
+	snprintf(store_line, sizeof(store_line), fmt, bt_disk(1));
+	return store_line;
+}
+
+TEST_F(cbw, store_full_breaks_snapshot)
+{
+	int err = 0;
+
+	/* 16 clusters of store for 40 first writes. */
+	start_simple(_metadata, self, "linear", disk1("%s 0"), 1 * MiB, "");
+	EXPECT_EQ(0, write_clusters(100, 40, &err));
+	EXPECT_TRUE(state_is("broken", "enospc"));
+	EXPECT_TRUE(view_read_fails(0));
+	EXPECT_EQ(16ULL, status_u64("preserved"));
+	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_end"));
+}
+
+TEST_F(cbw, store_full_fails_guest_writes)
+{
+	int err = 0;
+
+	start_simple(_metadata, self, "linear", disk1("%s 0"), 1 * MiB,
+		     "on_error=break-guest-write");
+	EXPECT_EQ(24, write_clusters(100, 40, &err));
+	EXPECT_EQ(EIO, err);
+	EXPECT_TRUE(state_is("active", "-"));
+	/* The snapshot is intact: preserved and never-written clusters alike. */
+	EXPECT_EQ(0, view_matches(self->img, 90, 60));
+	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_end"));
+}
+
+TEST_F(cbw, store_error_breaks_snapshot)
+{
+	int err = 0;
+
+	start_simple(_metadata, self, "flakey", disk1("%s 0 0 1 1 error_writes"), SIZE, "");
+	EXPECT_EQ(0, write_clusters(7, 3, &err));
+	EXPECT_TRUE(state_is("broken", "store-eio"));
+	EXPECT_TRUE(view_read_fails(7));
+	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_end"));
+}
+
+TEST_F(cbw, store_error_fails_guest_write_then_retries)
+{
+	int err = 0;
+
+	start_simple(_metadata, self, "flakey", disk1("%s 0 0 1 1 error_writes"), SIZE,
+		     "on_error=break-guest-write");
+	EXPECT_EQ(3, write_clusters(7, 3, &err));
+	EXPECT_EQ(EIO, err);
+	EXPECT_TRUE(state_is("active", "-"));
+	/* The store recovers: the same writes now preserve and pass. */
+	ASSERT_EQ(0, dmctl_reload(STORE, SIZE >> 9, "linear", disk1("%s 0")));
+	EXPECT_EQ(0, write_clusters(7, 3, &err));
+	EXPECT_EQ(3ULL, status_u64("preserved"));
+	EXPECT_EQ(0, view_matches(self->img, 0, 16));
+	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_end"));
+}
+
+TEST_F(cbw, origin_read_error_breaks_snapshot)
+{
+	char p[256];
+	int err = 0;
+
+	start_simple(_metadata, self, "linear", disk1("%s 0"), SIZE, "");
+	/* From now on the origin fails every I/O. */
+	snprintf(p, sizeof(p), "%s 0 0 1", bt_disk(0));
+	ASSERT_EQ(0, dmctl_reload(ORG, SIZE >> 9, "flakey", p));
+	write_clusters(3, 1, &err);
+	EXPECT_TRUE(state_is("broken", "origin-eio"));
+	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_end"));
+}
+
+TEST_F(cbw, origin_read_error_fails_guest_write)
+{
+	char p[256];
+	int err = 0;
+
+	start_simple(_metadata, self, "linear", disk1("%s 0"), SIZE,
+		     "on_error=break-guest-write");
+	snprintf(p, sizeof(p), "%s 0 0 1", bt_disk(0));
+	ASSERT_EQ(0, dmctl_reload(ORG, SIZE >> 9, "flakey", p));
+	EXPECT_EQ(1, write_clusters(3, 1, &err));
+	EXPECT_TRUE(state_is("active", "-"));
+	EXPECT_EQ(0ULL, status_u64("preserved"));
+	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_end"));
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A store that takes 8 s per write: the cbw timeout (300 ms) must apply. */
+TEST_F_TIMEOUT(cbw, stuck_store_times_out_and_breaks_snapshot, 120)
+{
+	double t0;
+	int err = 0;
+
+	start_simple(_metadata, self, "delay", disk1("%s 0 8000"), SIZE, "timeout_ms=300");
+	t0 = now();
+	EXPECT_EQ(0, write_clusters(9, 1, &err));
+	EXPECT_GT(6.0, now() - t0) TH_LOG("the write waited for the stuck copy");
+	EXPECT_TRUE(state_is("broken", "timeout"));
+	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_end"));
+	EXPECT_EQ(0, dmctl_remove(VIEW));
+	EXPECT_EQ(0, remove_when_idle(STORE));
+}
+
+TEST_F_TIMEOUT(cbw, stuck_store_times_out_and_fails_guest_write, 120)
+{
+	double t0;
+	int err = 0;
+
+	start_simple(_metadata, self, "delay", disk1("%s 0 8000"), SIZE,
+		     "on_error=break-guest-write timeout_ms=300");
+	t0 = now();
+	EXPECT_EQ(1, write_clusters(9, 1, &err));
+	EXPECT_EQ(EIO, err);
+	EXPECT_GT(6.0, now() - t0) TH_LOG("the write waited for the stuck copy");
+	EXPECT_TRUE(state_is("active", "-"));
+	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_end"));
+	EXPECT_EQ(0, dmctl_remove(VIEW));
+	EXPECT_EQ(0, remove_when_idle(STORE));
+}
+
+/* Ending while fio's writes are held for copies: all complete, none fails. */
+TEST_F(cbw, end_with_writes_in_flight)
+{
+	char status[64];
+
+	start_simple(_metadata, self, "linear", disk1("%s 0"), SIZE, "");
+	ASSERT_EQ(0, bt_sh("fio --ioengine=libaio --direct=1 --time_based --runtime=4 "
+			   "--filename=%s --name=w --rw=randwrite --bs=4k --iodepth=32 "
+			   ">/tmp/cbw-fio.out 2>&1 &", mapper(DEV)));
+	usleep(1500000);
+	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_end"));
+	EXPECT_EQ(0, fio_wait()) TH_LOG("fio reported errors, see /tmp/cbw-fio.out");
+	EXPECT_EQ(0, bt_msg(DEV, status, sizeof(status), "session_status"));
+	EXPECT_STREQ("state=none", status);
+	EXPECT_TRUE(view_read_fails(0));
+}
+
+/* The device goes away under a live session and view: clean, no crash. */
+TEST_F(cbw, remove_device_with_live_session)
+{
+	int err = 0;
+
+	start_simple(_metadata, self, "linear", disk1("%s 0"), SIZE, "");
+	EXPECT_EQ(0, write_clusters(5, 2, &err));
+	EXPECT_NE(0, bt_sh("rmmod dm_bsync 2>/dev/null")) TH_LOG("module unloaded under a view");
+	EXPECT_EQ(0, dmctl_remove(DEV));
+	EXPECT_TRUE(view_read_fails(5));
+	EXPECT_EQ(0, dmctl_remove(VIEW));
+}
+
+TEST_F(cbw, preserved_extents_list_cbw_copies)
+{
+	char reply[256];
+	int err = 0;
+
+	ASSERT_EQ(0, make_devices("linear", disk1("%s 0"), SIZE));
+	ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "session_start %s 64k none", mapper(STORE)));
+	EXPECT_EQ(0, write_clusters(0, 1, &err));
+	EXPECT_EQ(0, write_clusters(5, 2, &err));
+	EXPECT_EQ(0, write_clusters(5, 2, &err));
+	EXPECT_EQ(0, bt_msg(DEV, reply, sizeof(reply), "preserved_extents 0"));
+	EXPECT_STREQ("0:65536 327680:131072 end", reply);
+	EXPECT_EQ(0, bt_msg(DEV, reply, sizeof(reply), "preserved_extents 65536 1"));
+	EXPECT_STREQ("327680:131072 end", reply);
+	/* Done clusters leave the list and free their store slots. */
+	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_done 327680 65536"));
+	EXPECT_EQ(0, bt_msg(DEV, reply, sizeof(reply), "preserved_extents 0"));
+	EXPECT_STREQ("0:65536 393216:65536 end", reply);
+	EXPECT_EQ(2 * 64 * KiB, status_u64("store_used"));
+	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_end"));
+}
+
+/* A bitmap frozen with the session ends by the sync rule, "always" here. */
+TEST_F(cbw, bitmap_frozen_at_session_start)
+{
+	struct bt_bitmap_info info;
+	int err = 0;
+
+	ASSERT_EQ(0, make_devices("linear", disk1("%s 0"), SIZE));
+	ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "add b0 64k"));
+	ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "session_start %s 64k full b0", mapper(STORE)));
+	ASSERT_EQ(0, bt_bitmap_info(DEV, "b0", &info));
+	EXPECT_TRUE(info.busy);
+	EXPECT_EQ(-EBUSY, bt_msg(DEV, NULL, 0, "clear b0"));
+	/* The backup copied the first half; then a write lands in it. */
+	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_done 0 %llu", SIZE / 2));
+	EXPECT_EQ(0, write_clusters(2, 1, &err));
+	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_end"));
+	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "unfreeze b0 always"));
+	ASSERT_EQ(0, bt_bitmap_info(DEV, "b0", &info));
+	EXPECT_EQ(SIZE / 2 + 64 * KiB, info.count);
+	EXPECT_FALSE(info.busy);
+}
+
+TEST_F(cbw, refusals)
+{
+	char p[256];
+	int fd;
+
+	ASSERT_EQ(0, make_devices("linear", disk1("%s 0"), SIZE));
+	ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "add b0 64k"));
+	ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "add big 1m"));
+	EXPECT_NE(0, view_create()) TH_LOG("a view without a session");
+	EXPECT_EQ(-EINVAL, bt_msg(DEV, NULL, 0, "session_done 0 65536"));
+	EXPECT_EQ(-EINVAL, bt_msg(DEV, NULL, 0, "session_end"));
+	EXPECT_EQ(-EINVAL, bt_msg(DEV, NULL, 0, "preserved_extents 0"));
+	EXPECT_EQ(-EINVAL, bt_msg(DEV, NULL, 0, "session_start %s 64k full -", mapper(DEV)));
+	EXPECT_NE(0, bt_msg(DEV, NULL, 0, "session_start %s 64k full -", mapper(ORG)));
+	EXPECT_NE(0, bt_msg(DEV, NULL, 0, "session_start /dev/nonexistent 64k full -"));
+	EXPECT_EQ(-EINVAL, bt_msg(DEV, NULL, 0, "session_start %s 3000 full -", mapper(STORE)));
+	EXPECT_EQ(-EINVAL, bt_msg(DEV, NULL, 0, "session_start %s 2k full -", mapper(STORE)));
+	EXPECT_EQ(-EINVAL, bt_msg(DEV, NULL, 0, "session_start %s 128m full -", mapper(STORE)));
+	EXPECT_EQ(-EINVAL, bt_msg(DEV, NULL, 0, "session_start %s 64k bogus -", mapper(STORE)));
+	EXPECT_EQ(-EINVAL, bt_msg(DEV, NULL, 0, "session_start %s 64k bitmap -", mapper(STORE)));
+	EXPECT_EQ(-EINVAL, bt_msg(DEV, NULL, 0, "session_start %s 64k bitmap big", mapper(STORE)));
+	EXPECT_EQ(-ENOENT, bt_msg(DEV, NULL, 0, "session_start %s 64k bitmap nope", mapper(STORE)));
+	EXPECT_EQ(-EINVAL, bt_msg(DEV, NULL, 0, "session_start %s 64k full - on_error=ignore",
+				  mapper(STORE)));
+	EXPECT_EQ(-EINVAL, bt_msg(DEV, NULL, 0, "session_start %s 64k full - timeout_ms=x",
+				  mapper(STORE)));
+	/* None of the refused starts left anything behind. */
+	EXPECT_EQ(0, bt_msg(DEV, p, sizeof(p), "session_status"));
+	EXPECT_STREQ("state=none", p);
+
+	ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "session_start %s 64k bitmap b0", mapper(STORE)));
+	EXPECT_EQ(-EBUSY, bt_msg(DEV, NULL, 0, "session_start %s 64k full -", mapper(STORE)));
+	EXPECT_EQ(-EINVAL, bt_msg(DEV, NULL, 0, "session_done 0"));
+	EXPECT_EQ(-EINVAL, bt_msg(DEV, NULL, 0, "session_done 1 512"));
+	EXPECT_EQ(-ERANGE, bt_msg(DEV, NULL, 0, "session_done 0 %llu", SIZE * 2));
+	/* The view is read-only. */
+	EXPECT_NE(0, dmctl_create(VIEW, SIZE >> 9, "bsync-snap", mapper(DEV)));
+	EXPECT_NE(0, dmctl_create_ro(VIEW, SIZE >> 9, "bsync-snap", "/dev/nonexistent"));
+	snprintf(p, sizeof(p), "%s extra", mapper(DEV));
+	EXPECT_NE(0, dmctl_create_ro(VIEW, SIZE >> 9, "bsync-snap", p));
+	EXPECT_NE(0, dmctl_create_ro(VIEW, SIZE >> 8, "bsync-snap", mapper(DEV)));
+	ASSERT_EQ(0, view_create());
+	fd = open(mapper(VIEW), O_RDWR);
+	if (fd >= 0) {
+		uint8_t buf[512] = { 0 };
+
+		EXPECT_GT(0, pwrite(fd, buf, sizeof(buf), 0)) TH_LOG("wrote to the view");
+		close(fd);
+	}
+	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_end"));
+	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "unfreeze b0 reclaim"));
 }
 
 TEST_HARNESS_MAIN
