@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bsyncctl device add|remove|list.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bsyncctl.h"
+
+enum { OPT_ZEROED = 1 };
+
+static int device_opt(void *arg, int id, const char *val)
+{
+	bool *zeroed = arg;
+
+	(void)val;
+	if (id == OPT_ZEROED)
+		*zeroed = true;
+	return 0;
+}
+
+int cmd_device_add(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
+{
+	static const struct cli_opt opts[] = {
+		{ "zeroed", 0, false, OPT_ZEROED },
+		{ NULL, 0, false, 0 },
+	};
+	static const char *const names[] = { "NAME", "ORIGIN" };
+	char origin[PATH_MAX], **pos;
+	bool zeroed = false;
+	json_object *args, *ret;
+	int n, r;
+
+	r = cli_parse(c, cmd, argc, argv, opts, device_opt, &zeroed, &pos, &n);
+	if (!r)
+		r = cli_want_args(c, cmd, n, 2, 2, names);
+	if (r)
+		return r;
+	/* The daemon resolves paths from its own directory. */
+	if (pos[1][0] == '/' || !realpath(pos[1], origin))
+		snprintf(origin, sizeof(origin), "%s", pos[1]);
+	cli_set_what(c, "device add %s", pos[0]);
+	args = json_object_new_object();
+	json_object_object_add(args, "node-name", json_object_new_string(pos[0]));
+	json_object_object_add(args, "origin", json_object_new_string(origin));
+	if (zeroed)
+		json_object_object_add(args, "zeroed", json_object_new_boolean(true));
+	r = conn_exec(c, "bsync-device-add", args, &ret);
+	if (!r && c->json)
+		print_json(c, ret);
+	json_object_put(ret);
+	return r;
+}
+
+int cmd_device_remove(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
+{
+	static const char *const names[] = { "NAME" };
+	json_object *args, *ret;
+	char **pos;
+	int n, r;
+
+	r = cli_parse(c, cmd, argc, argv, NULL, NULL, NULL, &pos, &n);
+	if (!r)
+		r = cli_want_args(c, cmd, n, 1, 1, names);
+	if (r)
+		return r;
+	cli_set_what(c, "device remove %s", pos[0]);
+	args = json_object_new_object();
+	json_object_object_add(args, "node-name", json_object_new_string(pos[0]));
+	r = conn_exec(c, "bsync-device-remove", args, &ret);
+	if (!r && c->json)
+		print_json(c, ret);
+	json_object_put(ret);
+	return r;
+}
+
+int cmd_device_list(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
+{
+	static const char *const head[] = { "NAME", "SIZE", "BITMAPS", "PATH" };
+	static const enum align align[] = { ALIGN_LEFT, ALIGN_RIGHT, ALIGN_RIGHT, ALIGN_LEFT };
+	json_object *ret;
+	struct table t;
+	char **pos;
+	size_t i;
+	int n, r;
+
+	r = cli_parse(c, cmd, argc, argv, NULL, NULL, NULL, &pos, &n);
+	if (!r)
+		r = cli_want_args(c, cmd, n, 0, 0, NULL);
+	if (r)
+		return r;
+	r = conn_exec(c, "query-named-block-nodes", NULL, &ret);
+	if (r)
+		return r;
+	if (c->json) {
+		print_json(c, ret);
+		json_object_put(ret);
+		return 0;
+	}
+	table_init(&t, 4, head, align);
+	for (i = 0; i < json_object_array_length(ret); i++) {
+		json_object *o = json_object_array_get_idx(ret, i), *bms = NULL;
+		char size[32], nbm[16];
+		const char *row[4];
+
+		json_object_object_get_ex(o, "dirty-bitmaps", &bms);
+		if (c->quiet) {
+			fprintf(c->out, "%s\n", jstr(o, "node-name"));
+			continue;
+		}
+		snprintf(nbm, sizeof(nbm), "%zu", bms ? json_object_array_length(bms) : 0);
+		row[0] = jstr(o, "node-name");
+		row[1] = fmt_size_c(c, (uint64_t)jint(o, "size"), size, sizeof(size));
+		row[2] = nbm;
+		row[3] = jstr(o, "file");
+		if (table_add(&t, row)) {
+			r = EXIT_FAILED;
+			cli_error(c, "device list: %s", strerror(ENOMEM));
+			break;
+		}
+	}
+	if (!c->quiet && !r)
+		table_print(&t, c->out);
+	table_free(&t);
+	json_object_put(ret);
+	return r;
+}

@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bsyncctl: the subcommand table and the --help texts.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bsyncctl.h"
+
+#define SIZE_NOTE "SIZE takes a K, M, G or T suffix (powers of 1024): 64K, 1M, 2G.\n"
+
+const struct cli_cmd cli_cmds[] = {
+	{ "device", "add", "NAME ORIGIN [--zeroed]",
+	  "create a bsync device NAME over the block device ORIGIN",
+	  "Creates /dev/mapper/NAME, a bsync device stacked on ORIGIN, that\n"
+	  "records written clusters in its dirty bitmaps. Put the guest or the\n"
+	  "file system on /dev/mapper/NAME from now on: writes made to ORIGIN\n"
+	  "directly are not seen.\n"
+	  "\n"
+	  "Options:\n"
+	  "  --zeroed   ORIGIN reads as zeroes everywhere (a new thin LV, a\n"
+	  "             discarded disk): backups skip what was never written\n",
+	  cmd_device_add },
+	{ "device", "remove", "NAME",
+	  "remove a bsync device (its bitmaps are lost)",
+	  "Removes /dev/mapper/NAME; ORIGIN keeps the data. The device's dirty\n"
+	  "bitmaps are gone with it: the next backup must be a full one.\n",
+	  cmd_device_remove },
+	{ "device", "list", "[-q]",
+	  "list the bsync devices",
+	  "Columns: NAME, SIZE, BITMAPS (how many), PATH.\n"
+	  "  -q, --quiet   names only, one a line\n",
+	  cmd_device_list },
+	{ "bitmap", "add", "DEVICE NAME [--granularity SIZE] [--disabled]",
+	  "add a dirty bitmap to a device",
+	  "The bitmap records every cluster written from now on.\n"
+	  "\n"
+	  "Options:\n"
+	  "  -g, --granularity SIZE   cluster size, a power of two from 512 to 1G\n"
+	  "                           (default 64K)\n"
+	  "  --disabled               do not record until 'bitmap enable'\n"
+	  "\n"
+	  "NAME: up to 127 characters from A-Z a-z 0-9 _ - . : + @\n"
+	  SIZE_NOTE,
+	  cmd_bitmap_add },
+	{ "bitmap", "remove", "DEVICE NAME", "remove a dirty bitmap",
+	  "Fails while a backup uses the bitmap.\n", cmd_bitmap_simple },
+	{ "bitmap", "clear", "DEVICE NAME", "clear every bit of a dirty bitmap",
+	  "Fails while a backup uses the bitmap.\n", cmd_bitmap_simple },
+	{ "bitmap", "enable", "DEVICE NAME", "start recording writes in a bitmap",
+	  "Fails while a backup uses the bitmap.\n", cmd_bitmap_simple },
+	{ "bitmap", "disable", "DEVICE NAME", "stop recording writes in a bitmap",
+	  "The bitmap keeps its bits. Fails while a backup uses the bitmap.\n",
+	  cmd_bitmap_simple },
+	{ "bitmap", "merge", "DEVICE TARGET SOURCE...",
+	  "set in TARGET every cluster set in any SOURCE",
+	  "The sources are unchanged. Bitmaps of different granularities can be\n"
+	  "merged. Fails while a backup uses any of them.\n",
+	  cmd_bitmap_merge },
+	{ "bitmap", "list", "[DEVICE] [-b] [-q]",
+	  "list dirty bitmaps",
+	  "Columns: DEVICE, NAME, GRANULARITY, DIRTY (bytes of dirty clusters),\n"
+	  "RECORDING, BUSY (a backup uses it). While a backup runs, the bitmap's\n"
+	  "successor, which records the writes made since the backup started,\n"
+	  "is listed after it with NAME '-'.\n"
+	  "\n"
+	  "  -b, --bytes   sizes as byte counts\n"
+	  "  -q, --quiet   names only, one a line\n",
+	  cmd_bitmap_list },
+	{ "backup", NULL,
+	  "DEVICE TARGET --sync MODE [--bitmap NAME]\n"
+	  "         [--bitmap-mode MODE] [--backing FILE] [--existing] [--speed RATE]\n"
+	  "         [--job-id ID] [--no-auto-finalize] [--no-auto-dismiss] [--wait]",
+	  "back DEVICE up into the qcow2 image TARGET",
+	  "Starts a backup job of the device as it is at this instant, into a\n"
+	  "qcow2 image. Without --wait it returns once the job has started.\n"
+	  "\n"
+	  "Options:\n"
+	  "  --sync MODE          full: every cluster; top: the clusters that may\n"
+	  "                       hold data; bitmap: the clusters set in --bitmap;\n"
+	  "                       incremental: bitmap with --bitmap-mode on-success;\n"
+	  "                       none: nothing but what the guest overwrites while\n"
+	  "                       the job runs\n"
+	  "  --bitmap NAME        the dirty bitmap the backup uses or updates\n"
+	  "  --bitmap-mode MODE   what happens to the bitmap when the job ends:\n"
+	  "                       on-success: cleared of what was copied if the\n"
+	  "                       job succeeds; never: unchanged; always: cleared\n"
+	  "                       of whatever was copied, even if the job failed\n"
+	  "  --backing FILE       the new image's backing file (the previous\n"
+	  "                       image of the chain); only with a new image\n"
+	  "  --existing           TARGET exists already (qcow2 of the same size)\n"
+	  "  --speed RATE         at most RATE bytes per second (50M, 50M/s)\n"
+	  "  --job-id ID          the job's id (default: DEVICE)\n"
+	  "  --no-auto-finalize   stay pending until 'job finalize ID'\n"
+	  "  --no-auto-dismiss    stay concluded until 'job dismiss ID'\n"
+	  "  -w, --wait           wait for the job to end, with a progress bar on a\n"
+	  "                       terminal; exit with its outcome\n",
+	  cmd_backup },
+	{ "job", "list", "[-b] [-q]", "list the jobs",
+	  "Columns: ID, TYPE, STATUS, DONE, TOTAL, PROGRESS, ERROR.\n"
+	  "  -b, --bytes   sizes as byte counts\n"
+	  "  -q, --quiet   ids only, one a line\n",
+	  cmd_job_list },
+	{ "job", "finalize", "ID", "finalize a pending job (--no-auto-finalize)",
+	  "Applies the bitmap mode and concludes the job.\n", cmd_job_verb },
+	{ "job", "cancel", "ID", "cancel a job",
+	  "A cancelled backup leaves its bitmap as if the backup had not been\n"
+	  "made (except with --bitmap-mode always).\n", cmd_job_verb },
+	{ "job", "dismiss", "ID", "forget a concluded job (--no-auto-dismiss)", "",
+	  cmd_job_verb },
+	{ "job", "pause", "ID", "pause a running job", "", cmd_job_verb },
+	{ "job", "resume", "ID", "resume a paused job", "", cmd_job_verb },
+	{ "job", "wait", "ID", "wait for a job to end",
+	  "Waits until the job concludes (or is pending, with --no-auto-finalize),\n"
+	  "with a progress bar on a terminal, and exits with its outcome.\n",
+	  cmd_job_wait },
+	{ "events", NULL, "[--count N]", "print the daemon's QMP events as they come",
+	  "One line per event: its time, name and data. With --json, each\n"
+	  "event's JSON object on one line.\n"
+	  "  -n, --count N   stop after N events\n",
+	  cmd_events },
+};
+
+const size_t cli_ncmds = sizeof(cli_cmds) / sizeof(cli_cmds[0]);
+
+static const char common_help[] =
+	"Common options (anywhere after the command):\n"
+	"  -s, --socket PATH   bsyncd's QMP socket (default: $BSYNCD_SOCKET, else\n"
+	"                      " BSYNCD_SOCKET_UNIT " if it exists,\n"
+	"                      else " BSYNCD_SOCKET_BUILTIN ")\n"
+	"  --json              print the daemon's data as JSON, unchanged\n"
+	"  -h, --help          this help\n";
+
+static const char exit_help[] =
+	"Exit status: 0 success, 1 the operation failed, 2 usage error,\n"
+	"3 cannot reach bsyncd, 4 the job was cancelled, 5 lost connection or\n"
+	"bad reply.\n";
+
+const struct cli_cmd *cli_find_cmd(const char *noun, const char *verb)
+{
+	size_t i;
+
+	for (i = 0; i < cli_ncmds; i++) {
+		const struct cli_cmd *c = &cli_cmds[i];
+
+		if (strcmp(c->noun, noun))
+			continue;
+		if (!c->verb || (verb && !strcmp(c->verb, verb)))
+			return c;
+	}
+	return NULL;
+}
+
+bool cli_is_noun(const char *noun)
+{
+	size_t i;
+
+	for (i = 0; i < cli_ncmds; i++)
+		if (!strcmp(cli_cmds[i].noun, noun))
+			return true;
+	return false;
+}
+
+void cli_print_usage(FILE *f, const struct cli_cmd *cmd)
+{
+	fprintf(f, "usage: bsyncctl %s%s%s %s\n", cmd->noun, cmd->verb ? " " : "",
+		cmd->verb ? cmd->verb : "", cmd->synopsis);
+}
+
+void cli_print_help(FILE *f, const struct cli_cmd *cmd)
+{
+	cli_print_usage(f, cmd);
+	fprintf(f, "\n%c%s.\n", cmd->summary[0] - 'a' + 'A', cmd->summary + 1);
+	if (cmd->help[0])
+		fprintf(f, "\n%s", cmd->help);
+	fprintf(f, "\n%s\n%s", common_help, exit_help);
+}
+
+void cli_print_noun_help(FILE *f, const char *noun)
+{
+	size_t i;
+
+	fprintf(f, "usage: bsyncctl %s COMMAND [ARGS...]\n\nCommands:\n", noun);
+	for (i = 0; i < cli_ncmds; i++)
+		if (!strcmp(cli_cmds[i].noun, noun))
+			fprintf(f, "  %-9s %s\n", cli_cmds[i].verb ? cli_cmds[i].verb : "",
+				cli_cmds[i].summary);
+	fprintf(f, "\nRun 'bsyncctl %s COMMAND --help' for a command's options.\n", noun);
+}
+
+void cli_print_main_help(FILE *f)
+{
+	size_t i;
+
+	fputs("usage: bsyncctl [--socket PATH] [--json] COMMAND [ARGS...]\n"
+	      "\n"
+	      "Incremental block backups of bsync devices, through bsyncd.\n"
+	      "\n"
+	      "Commands:\n", f);
+	for (i = 0; i < cli_ncmds; i++) {
+		const struct cli_cmd *c = &cli_cmds[i];
+		char words[32];
+
+		snprintf(words, sizeof(words), "%s%s%s", c->noun, c->verb ? " " : "",
+			 c->verb ? c->verb : "");
+		fprintf(f, "  %-16s %s\n", words, c->summary);
+	}
+	fprintf(f, "\nRun 'bsyncctl COMMAND --help' for a command's arguments and options.\n\n"
+		"%s  --version           print the version\n\n%s", common_help, exit_help);
+}
+
