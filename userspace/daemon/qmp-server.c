@@ -369,6 +369,15 @@ static void client_input(struct client *c, const char *buf, size_t n)
 				send_error(c, "GenericError", msg, NULL);
 				json_tokener_reset(c->tok);
 				c->pending = 0;
+				/* resynchronise after the last newline seen, or the next one */
+				{
+					const char *nl = memrchr(buf + pos, '\n', n - pos);
+
+					if (nl) {
+						pos = (size_t)(nl - buf) + 1;
+						continue;
+					}
+				}
 				c->skip_line = true;
 			}
 			return;
@@ -450,12 +459,6 @@ int qmp_server_start(const struct qmp_server_opts *o, char *err, size_t errlen)
 		return -ENAMETOOLONG;
 	}
 	strcpy(sa.sun_path, o->socket_path);
-	srv.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (srv.listen_fd < 0) {
-		r = -errno;
-		snprintf(err, errlen, "socket: %s", strerror(-r));
-		return r;
-	}
 	/* A socket left by a dead daemon is replaced; a live one is refused. */
 	{
 		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -469,6 +472,12 @@ int qmp_server_start(const struct qmp_server_opts *o, char *err, size_t errlen)
 		if (probe >= 0)
 			close(probe);
 		unlink(o->socket_path);
+	}
+	srv.listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (srv.listen_fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "socket: %s", strerror(-r));
+		return r;
 	}
 	old = umask(0177);
 	r = bind(srv.listen_fd, (struct sockaddr *)&sa, sizeof(sa));

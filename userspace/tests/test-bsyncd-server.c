@@ -1,0 +1,252 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * bsyncd's QMP server and command layer on the host (no dm needed): the
+ * greeting, negotiation rules, QEMU's framing errors, malformed, oversized,
+ * split and concatenated requests, argument checks, several clients, events
+ * only to negotiated clients, and a client that vanishes mid-reply.  The
+ * daemon's modules are built in; the server runs in a thread.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "../daemon/backup.c"
+#include "../daemon/commands.c"
+#include "../daemon/job.c"
+#include "../daemon/node.c"
+#include "../daemon/qmp-server.c"
+#include "../daemon/store.c"
+#include "qmp-client.h"
+#include "tap.h"
+
+static char path[108];
+
+static void *server_thread(void *arg)
+{
+	(void)arg;
+	qmp_server_run(NULL);
+	return NULL;
+}
+
+static int raw_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	strcpy(sa.sun_path, path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void raw_send(int fd, const char *s)
+{
+	size_t n = strlen(s), off = 0;
+
+	while (off < n) {
+		ssize_t w = write(fd, s + off, n - off);
+
+		if (w <= 0)
+			return;
+		off += (size_t)w;
+	}
+}
+
+/* Read one CRLF-terminated line (the server sends one object per line). */
+static char *raw_line(int fd, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	while (n + 1 < len) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+
+		if (poll(&p, 1, 3000) <= 0 || read(fd, buf + n, 1) != 1)
+			break;
+		if (buf[n] == '\n') {
+			if (n && buf[n - 1] == '\r')
+				n--;
+			buf[n] = 0;
+			return buf;
+		}
+		n++;
+	}
+	buf[n] = 0;
+	return NULL;
+}
+
+static const char *desc_of(const char *line, char *out, size_t len)
+{
+	json_object *o = json_tokener_parse(line), *e, *d;
+
+	snprintf(out, len, "(no error)");
+	if (o && json_object_object_get_ex(o, "error", &e) && json_object_object_get_ex(e, "desc", &d))
+		snprintf(out, len, "%s", json_object_get_string(d));
+	json_object_put(o);
+	return out;
+}
+
+/* Send text, read one reply line, return its error desc (or "(no error)"). */
+static const char *ask(int fd, const char *req, char *out, size_t len)
+{
+	char line[8192];
+
+	raw_send(fd, req);
+	if (!raw_line(fd, line, sizeof(line))) {
+		snprintf(out, len, "(no reply)");
+		return out;
+	}
+	return desc_of(line, out, len);
+}
+
+int main(void)
+{
+	struct qmp_server_opts o = { .dispatch = commands_dispatch, .max_request = 4096 };
+	char err[256], line[8192], d[1024];
+	struct qmp_client *c;
+	pthread_t th;
+	int fd, fd2, r, i;
+
+	snprintf(path, sizeof(path), "/tmp/test-bsyncd-server.%d", getpid());
+	o.socket_path = path;
+	r = qmp_server_start(&o, err, sizeof(err));
+	tap_ok(r == 0, "server starts (%s)", r ? err : "ok");
+	if (r)
+		return tap_done();
+	r = qmp_server_start(&o, err, sizeof(err));
+	tap_ok(r == -EADDRINUSE || r == -EINVAL || r != 0, "a second server on a live socket is refused");
+	pthread_create(&th, NULL, server_thread, NULL);
+
+	fd = raw_connect();
+	tap_ok(fd >= 0 && raw_line(fd, line, sizeof(line)) && strstr(line, "\"QMP\"") &&
+	       strstr(line, "\"capabilities\":[]"), "greeting: %s", line);
+	tap_ok(!strcmp(ask(fd, "{\"execute\": \"query-jobs\"}\n", d, sizeof(d)),
+		       "Expecting capabilities negotiation with 'qmp_capabilities'"),
+	       "commands refused before negotiation: %s", d);
+	tap_ok(!strcmp(ask(fd, "{\"execute\": \"qmp_capabilities\", \"arguments\": {\"enable\": [\"oob\"]}}\n",
+			   d, sizeof(d)), "Parameter 'enable' does not accept value 'oob'"),
+	       "unknown capability refused: %s", d);
+	tap_ok(!strcmp(ask(fd, "{\"execute\": \"qmp_capabilities\", \"id\": 7}\n", d, sizeof(d)), "(no error)"),
+	       "qmp_capabilities");
+	tap_ok(!strcmp(ask(fd, "{\"execute\": \"qmp_capabilities\"}\n", d, sizeof(d)),
+		       "Capabilities negotiation is already complete, command ignored"),
+	       "second negotiation refused");
+	raw_send(fd, "{\"execute\": \"query-jobs\", \"id\": {\"a\": [1, 2]}}\n");
+	raw_line(fd, line, sizeof(line));
+	tap_ok(!strcmp(line, "{\"return\":[],\"id\":{\"a\":[1,2]}}"), "id echoed as given: %s", line);
+
+	/* framing */
+	tap_ok(!strncmp(ask(fd, "{\"execute\": \"query-jobs\" ,,}\n", d, sizeof(d)), "JSON parse error, ", 18),
+	       "malformed JSON: %s", d);
+	tap_ok(!strcmp(ask(fd, "{\"execute\": \"query-jobs\"}\n", d, sizeof(d)), "(no error)"),
+	       "next request after a parse error works");
+	tap_ok(!strcmp(ask(fd, "[1, 2]\n", d, sizeof(d)), "QMP input must be a JSON object"), "array refused");
+	tap_ok(!strcmp(ask(fd, "{\"arguments\": {}}\n", d, sizeof(d)), "QMP input lacks member 'execute'"),
+	       "missing execute");
+	tap_ok(!strcmp(ask(fd, "{\"execute\": 3}\n", d, sizeof(d)), "QMP input member 'execute' must be a string"),
+	       "execute not a string");
+	tap_ok(!strcmp(ask(fd, "{\"execute\": \"query-jobs\", \"arguments\": []}\n", d, sizeof(d)),
+		       "QMP input member 'arguments' must be an object"), "arguments not an object");
+	tap_ok(!strcmp(ask(fd, "{\"execute\": \"query-jobs\", \"foo\": 1}\n", d, sizeof(d)),
+		       "QMP input member 'foo' is unexpected"), "unknown member");
+	tap_ok(!strcmp(ask(fd, "{\"execute\": \"frobnicate\"}\n", d, sizeof(d)),
+		       "The command frobnicate has not been found"), "unknown command");
+	{
+		char big[6000];
+
+		memset(big, 'x', sizeof(big));
+		memcpy(big, "{\"execute\": \"", 13);
+		big[sizeof(big) - 3] = '"';
+		big[sizeof(big) - 2] = '\n';
+		big[sizeof(big) - 1] = 0;
+		tap_ok(strstr(ask(fd, big, d, sizeof(d)), "larger than 4096 bytes") != NULL,
+		       "oversized request refused: %s", d);
+	}
+	tap_ok(!strcmp(ask(fd, "{\"execute\": \"query-jobs\"}\n", d, sizeof(d)), "(no error)"),
+	       "server usable after an oversized request");
+	/* split across writes, then two in one write */
+	raw_send(fd, "{\"exec");
+	usleep(20000);
+	raw_send(fd, "ute\": \"query-jobs\"}");
+	tap_ok(raw_line(fd, line, sizeof(line)) && strstr(line, "\"return\""), "request split across writes");
+	raw_send(fd, "{\"execute\": \"query-jobs\", \"id\": 1}{\"execute\": \"query-block-jobs\", \"id\": 2}");
+	tap_ok(raw_line(fd, line, sizeof(line)) && strstr(line, "\"id\":1") &&
+	       raw_line(fd, line, sizeof(line)) && strstr(line, "\"id\":2"), "two requests in one write, in order");
+	/* deep nesting does not crash */
+	{
+		char deep[2100];
+
+		for (i = 0; i < 1000; i++)
+			deep[i] = '[';
+		for (; i < 2000; i++)
+			deep[i] = ']';
+		strcpy(deep + 2000, "\n");
+		tap_ok(!strncmp(ask(fd, deep, d, sizeof(d)), "JSON parse error", 16), "deep nesting refused: %s", d);
+	}
+
+	/* argument checks */
+	tap_ok(!strcmp(ask(fd, "{\"execute\": \"drive-backup\", \"arguments\": {\"device\": \"d\"}}\n", d, sizeof(d)),
+		       "Parameter 'target' is missing"), "missing argument: %s", d);
+	tap_ok(!strcmp(ask(fd, "{\"execute\": \"drive-backup\", \"arguments\": {\"device\": \"d\", \"target\": \"t\", \"sync\": 5}}\n",
+			   d, sizeof(d)), "Invalid parameter type for 'sync', expected: string"), "wrong type: %s", d);
+	tap_ok(!strcmp(ask(fd, "{\"execute\": \"drive-backup\", \"arguments\": {\"device\": \"d\", \"target\": \"t\", \"sync\": \"most\"}}\n",
+			   d, sizeof(d)), "Parameter 'sync' does not accept value 'most'"), "bad enum: %s", d);
+	tap_ok(!strcmp(ask(fd, "{\"execute\": \"drive-backup\", \"arguments\": {\"device\": \"d\", \"target\": \"t\", \"sync\": \"full\", \"x\": 1}}\n",
+			   d, sizeof(d)), "Parameter 'x' is unexpected"), "unexpected argument: %s", d);
+	tap_ok(!strcmp(ask(fd, "{\"execute\": \"job-cancel\", \"arguments\": {\"id\": \"nope\"}}\n", d, sizeof(d)),
+		       "Job not found"), "job-cancel of an unknown job: %s", d);
+	tap_ok(!strcmp(ask(fd, "{\"execute\": \"block-job-cancel\", \"arguments\": {\"device\": \"nope\"}}\n", d, sizeof(d)),
+		       "Block job 'nope' not found"), "block-job-cancel of an unknown job: %s", d);
+	raw_send(fd, "{\"execute\": \"block-job-cancel\", \"arguments\": {\"device\": \"nope\"}}\n");
+	tap_ok(raw_line(fd, line, sizeof(line)) && strstr(line, "\"class\":\"DeviceNotActive\""),
+	       "block-job-* error class DeviceNotActive");
+
+	/* events reach negotiated clients only; the library client sees them */
+	fd2 = raw_connect();
+	raw_line(fd2, line, sizeof(line));	/* greeting, not negotiated */
+	r = qmp_connect(path, &c, err, sizeof(err));
+	tap_ok(r == 0, "library client connects (%s)", r ? err : "ok");
+	if (r)
+		return tap_done();
+	qmp_event("TEST_EVENT", NULL);
+	{
+		json_object *ev = NULL;
+
+		r = qmp_next_event(c, 3000, &ev, err, sizeof(err));
+		tap_ok(!r && !strcmp(json_object_get_string(json_object_object_get(ev, "event")), "TEST_EVENT") &&
+		       json_object_object_get_ex(json_object_object_get(ev, "timestamp"), "microseconds", NULL),
+		       "event with timestamp delivered to a negotiated client");
+		json_object_put(ev);
+	}
+	raw_send(fd, "{\"execute\": \"query-jobs\", \"id\": \"after-event\"}\n");
+	tap_ok(raw_line(fd, line, sizeof(line)) && strstr(line, "TEST_EVENT") &&
+	       raw_line(fd, line, sizeof(line)) && strstr(line, "after-event"),
+	       "raw negotiated client got the event too");
+	{
+		struct pollfd p = { .fd = fd2, .events = POLLIN };
+
+		tap_ok(poll(&p, 1, 200) == 0, "unnegotiated client got no event");
+	}
+	/* a client that sends and vanishes */
+	for (i = 0; i < 20; i++) {
+		int f = raw_connect();
+
+		raw_send(f, "{\"execute\": \"qmp_capabilities\"}{\"execute\": \"query-commands\"}");
+		close(f);
+	}
+	r = qmp_execute(c, "query-commands", NULL, NULL, 3000, err, sizeof(err));
+	tap_ok(r == 0, "server alive after clients vanished mid-reply");
+	qmp_close(c);
+	close(fd);
+	close(fd2);
+
+	qmp_server_stop();
+	pthread_join(th, NULL);
+	qmp_server_shutdown();
+	tap_ok(access(path, F_OK) != 0, "socket removed at shutdown");
+	return tap_done();
+}
