@@ -74,3 +74,36 @@ clean:
 	$(MAKE) -C userspace clean
 	$(MAKE) -C selftests clean
 	rm -rf build out
+
+# make install [PREFIX=/usr/local] [DESTDIR=] [UNITDIR=...]: the module for
+# every kernel built under build/kmod (to /lib/modules/<kver>/extra), bsyncd
+# and bsyncctl, the systemd unit, bash completion and the documentation.
+# Build first (`make`); run as root, or give DESTDIR to stage a package.
+PREFIX  ?= /usr/local
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR  ?= $(PREFIX)/share/doc/dm-bsync
+.PHONY: install
+install:
+	@for f in userspace/build/bsyncd userspace/build/bsyncctl; do \
+		test -x $$f || { echo "install: $$f is missing: run make first" >&2; exit 1; }; \
+	done
+	@ls build/kmod/*/dm-bsync.ko >/dev/null 2>&1 || \
+		{ echo "install: no module under build/kmod: run make first" >&2; exit 1; }
+	install -D -m 0755 userspace/build/bsyncd $(DESTDIR)$(PREFIX)/sbin/bsyncd
+	install -D -m 0755 userspace/build/bsyncctl $(DESTDIR)$(PREFIX)/bin/bsyncctl
+	@set -e; for ko in build/kmod/*/dm-bsync.ko; do \
+		v=$$(basename $$(dirname $$ko)); \
+		echo "install -D -m 0644 $$ko $(DESTDIR)/lib/modules/$$v/extra/dm-bsync.ko"; \
+		install -D -m 0644 $$ko $(DESTDIR)/lib/modules/$$v/extra/dm-bsync.ko; \
+		if [ -z "$(DESTDIR)" ]; then depmod -a $$v; fi; \
+	done
+	sed 's|/usr/local|$(PREFIX)|g' scripts/bsyncd.service > build/bsyncd.service
+	install -D -m 0644 build/bsyncd.service $(DESTDIR)$(UNITDIR)/bsyncd.service
+	install -D -m 0644 scripts/bash-completion/bsyncctl \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/bsyncctl
+	install -d $(DESTDIR)$(DOCDIR)
+	install -m 0644 README.md $(wildcard Documentation/*.rst) \
+		Documentation/admin-guide/device-mapper/bsync.rst $(DESTDIR)$(DOCDIR)/
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then \
+		echo "systemctl daemon-reload"; systemctl daemon-reload; \
+	fi
