@@ -655,6 +655,41 @@ bool bsync_session_next_preserved(struct bsync_session *s, sector_t from,
 	return found;
 }
 
+static bool cluster_wanted(struct bsync_session *s, unsigned long c)
+{
+	return test_bit(c, s->needed->bits) || xa_is_value(xa_load(&s->map, c));
+}
+
+/*
+ * The next run at or after @from, in sectors, of clusters the backup still
+ * has to copy: needed, or preserved and not yet done.
+ */
+bool bsync_session_next_wanted(struct bsync_session *s, sector_t from,
+			       sector_t *start, sector_t *len)
+{
+	unsigned long nr = s->needed->nr_bits, c, p = ULONG_MAX, end;
+	void *entry;
+
+	if (from >= s->dev_sectors)
+		return false;
+	xa_lock_irq(&s->map);
+	c = find_next_bit(s->needed->bits, nr, from >> s->shift);
+	xa_for_each_start(&s->map, p, entry, from >> s->shift) {
+		if (xa_is_value(entry) || p >= c)
+			break;
+	}
+	if (entry && xa_is_value(entry) && p < c)
+		c = p;
+	if (c < nr) {
+		for (end = c + 1; end < nr && cluster_wanted(s, end); end++)
+			;
+		*start = max_t(sector_t, (sector_t)c << s->shift, from);
+		*len = min_t(sector_t, (sector_t)end << s->shift, s->dev_sectors) - *start;
+	}
+	xa_unlock_irq(&s->map);
+	return c < nr;
+}
+
 /*
  * state=<s> reason=<r> cluster=<bytes> needed=<n> copied=<n> preserved=<n>
  * store_used=<bytes> store_size=<bytes> delayed=<n> delay_us=<n>

@@ -119,6 +119,8 @@ void bsync_cbw_hold(struct bsync_session *s, struct bio *bio);
 /* Control: the reader copied [sector, sector + nr). */
 void bsync_session_done(struct bsync_session *s, sector_t sector, sector_t nr);
 int bsync_session_emit_status(struct bsync_session *s, char *result, unsigned int maxlen);
+bool bsync_session_next_wanted(struct bsync_session *s, sector_t from,
+			       sector_t *start, sector_t *len);
 bool bsync_session_next_preserved(struct bsync_session *s, sector_t from,
 				  sector_t *start, sector_t *len);
 const char *bsync_session_state_name(const struct bsync_session *s);

@@ -755,6 +755,22 @@ static int msg_alloc_extents(struct bsync_target *bt, unsigned int argc, char **
 	return emit_extents(bt, next_dirty, bt->st->alloc, argc, argv, result, maxlen);
 }
 
+static bool next_wanted(void *s, sector_t from, sector_t *start, sector_t *len)
+{
+	return bsync_session_next_wanted(s, from, start, len);
+}
+
+/* session_extents <offset> [<max>]: what the backup has still to copy */
+static int msg_session_extents(struct bsync_target *bt, unsigned int argc, char **argv,
+			       char *result, unsigned int maxlen)
+{
+	int r = get_session(bt, "session_extents");
+
+	if (r)
+		return r;
+	return emit_extents(bt, next_wanted, bt->st->session, argc, argv, result, maxlen);
+}
+
 /* preserved_extents <offset> [<max>]: what a sync=none backup must copy */
 static int msg_preserved_extents(struct bsync_target *bt, unsigned int argc, char **argv,
 				 char *result, unsigned int maxlen)
@@ -794,6 +810,7 @@ static const struct bsync_msg bsync_msgs[] = {
 	{ "session_done",	2, UINT_MAX,	msg_session_done },
 	{ "session_end",	0, 0,		msg_session_end },
 	{ "session_status",	0, 0,		msg_session_status },
+	{ "session_extents",	1, 2,		msg_session_extents },
 	{ "preserved_extents",	1, 2,		msg_preserved_extents },
 };
 

@@ -626,6 +626,7 @@ TEST_F(cbw, preserved_extents_list_cbw_copies)
 TEST_F(cbw, bitmap_frozen_at_session_start)
 {
 	struct bt_bitmap_info info;
+	char reply[256], want[256];
 	int err = 0;
 
 	ASSERT_EQ(0, make_devices("linear", disk1("%s 0"), SIZE));
@@ -636,11 +637,21 @@ TEST_F(cbw, bitmap_frozen_at_session_start)
 	EXPECT_EQ(-EBUSY, bt_msg(DEV, NULL, 0, "clear b0"));
 	/* The backup copied the first half; then a write lands in it. */
 	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_done 0 %llu", SIZE / 2));
+	EXPECT_EQ(0, bt_msg(DEV, reply, sizeof(reply), "session_extents 0"));
+	snprintf(want, sizeof(want), "%llu:%llu end", SIZE / 2, SIZE / 2);
+	EXPECT_STREQ(want, reply);
+	/* Preserved clusters stay wanted until done. */
+	EXPECT_EQ(0, write_clusters(SIZE / 2 / (64 * KiB) + 1, 1, &err));
+	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_done %llu %llu", SIZE / 2, 64 * KiB));
+	EXPECT_EQ(0, bt_msg(DEV, reply, sizeof(reply), "session_extents 0 1"));
+	snprintf(want, sizeof(want), "%llu:%llu end", SIZE / 2 + 64 * KiB, SIZE / 2 - 64 * KiB);
+	EXPECT_STREQ(want, reply);
 	EXPECT_EQ(0, write_clusters(2, 1, &err));
 	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_end"));
 	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "unfreeze b0 always"));
 	ASSERT_EQ(0, bt_bitmap_info(DEV, "b0", &info));
-	EXPECT_EQ(SIZE / 2 + 64 * KiB, info.count);
+	/* What the backup did not copy, and the write after the start (cluster 2). */
+	EXPECT_EQ(SIZE / 2, info.count);
 	EXPECT_FALSE(info.busy);
 }
 
