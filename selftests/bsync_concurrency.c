@@ -141,13 +141,18 @@ TEST(bitmaps_lose_no_write_under_concurrent_control)
 	ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "add churn 4k"));
 	sh.path = bt_path(DEV, path, sizeof(path));
 
-	/* fio as background load, its writes logged for the check. */
-	snprintf(fio, sizeof(fio),
-		 "fio --name=load --filename=%s --rw=randwrite --bsrange=4k-64k --direct=1 "
-		 "--ioengine=libaio --iodepth=16 --numjobs=1 --time_based --runtime=8 "
-		 "--write_iolog=/tmp/conc-fio.log --group_reporting >/tmp/conc-fio.out 2>&1 &",
-		 path);
-	ASSERT_EQ(0, bt_sh("%s", fio));
+	/*
+	 * Two fio jobs as background load, each in its own process so that
+	 * each logs its writes to its own file for the check.
+	 */
+	for (i = 0; i < 2; i++) {
+		snprintf(fio, sizeof(fio),
+			 "fio --name=load%d --filename=%s --rw=randwrite --bsrange=%s --direct=1 "
+			 "--ioengine=libaio --iodepth=16 --time_based --runtime=8 "
+			 "--write_iolog=/tmp/conc-fio%d.log >/tmp/conc-fio%d.out 2>&1 &",
+			 i, path, i ? "512-16k" : "4k-64k", i, i);
+		ASSERT_EQ(0, bt_sh("%s", fio));
+	}
 	for (i = 0; i < WRITERS; i++) {
 		sh.log[i] = calloc(MAX_LOG, sizeof(struct wlog));
 		ASSERT_NE(NULL, sh.log[i]);
@@ -231,8 +236,13 @@ TEST(bitmaps_lose_no_write_under_concurrent_control)
 		}
 		free(sh.log[i]);
 	}
-	n = mark_iolog("/tmp/conc-fio.log", &keep);
-	EXPECT_LT(100, n) TH_LOG("fio logged only %d writes", n);
+	for (i = 0; i < 2; i++) {
+		char log[64];
+
+		snprintf(log, sizeof(log), "/tmp/conc-fio%d.log", i);
+		n = mark_iolog(log, &keep);
+		EXPECT_LT(100, n) TH_LOG("fio job %d logged only %d writes", i, n);
+	}
 
 	n = missing(&keep, "keep", &first);
 	EXPECT_EQ(0, n) TH_LOG("keep misses %d written clusters, first at %" PRIu64, n, first);
