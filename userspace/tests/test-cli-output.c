@@ -166,8 +166,49 @@ static void test_progress(void)
 	tap_ok(strlen(line) <= 15, "a short buffer is never overrun");
 }
 
-int main(void)
+/*
+ * "--parse": for the guest tests, read stdin and parse it with json-c as
+ * bsyncctl's --json output must be parsed: one value per line (events) or
+ * one value in all; print each back on a line.  Exit 1 if any fails.
+ */
+static int parse_stdin(void)
 {
+	json_tokener *tok = json_tokener_new();
+	char buf[65536];
+	size_t len = 0, n, pos = 0;
+	int values = 0;
+
+	while ((n = fread(buf + len, 1, sizeof(buf) - 1 - len, stdin)) > 0)
+		len += n;
+	buf[len] = 0;
+	while (pos < len) {
+		json_object *o;
+
+		while (pos < len && strchr(" \t\r\n", buf[pos]))
+			pos++;
+		if (pos == len)
+			break;
+		o = json_tokener_parse_ex(tok, buf + pos, (int)(len - pos));
+		if (!o) {
+			fprintf(stderr, "json-c: %s at byte %zu\n",
+				json_tokener_error_desc(json_tokener_get_error(tok)), pos);
+			json_tokener_free(tok);
+			return 1;
+		}
+		pos += json_tokener_get_parse_end(tok);
+		json_tokener_reset(tok);
+		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		json_object_put(o);
+		values++;
+	}
+	json_tokener_free(tok);
+	return values ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 2 && !strcmp(argv[1], "--parse"))
+		return parse_stdin();
 	test_sizes();
 	test_table();
 	test_json();
