@@ -134,6 +134,51 @@ ok $? "piped backup --wait exits 0"
 expect_eq "job '$node' completed: 64 MiB of 64 MiB" "$(cat "$dir/pipe")" "piped: only the outcome line"
 expect_eq 0 "$(tr -d '\n' <"$dir/pipe" | LC_ALL=C tr -d '[:print:]' | wc -c)" "piped: no control characters"
 
+# --- the other bitmap verbs, checked through --json
+bm() { bsyncctl --json bitmap list $node | jq -r --arg b "$1" --arg f "$2" '.[] | ."dirty-bitmaps"[] | select(.name == $b) | .[$f]'; }
+bsyncctl bitmap merge $node fine a && expect_eq "65536 false" "$(bm fine count) $(bm fine recording)" \
+	"bitmap merge: the disabled 4K bitmap gets a's 64K cluster, as sixteen 4K ones"
+bsyncctl bitmap enable $node fine && expect_eq true "$(bm fine recording)" "bitmap enable"
+bsyncctl bitmap disable $node fine && expect_eq false "$(bm fine recording)" "bitmap disable"
+bsyncctl bitmap clear $node fine && expect_eq 0 "$(bm fine count)" "bitmap clear"
+bsyncctl bitmap remove $node fine && expect_eq "a" "$(bsyncctl bitmap list $node -q)" "bitmap remove"
+
+# --- a job id of our own, pending until finalized
+out=$(bsyncctl backup $node "$dir/p.qcow2" --sync incremental --bitmap a --job-id nightly-1 \
+	--no-auto-finalize --no-auto-dismiss --wait)
+expect_eq "0 job 'nightly-1' is pending: 'bsyncctl job finalize nightly-1' ends it" "$? $out" \
+	"--no-auto-finalize --wait returns when the job is pending"
+expect_eq "nightly-1 pending true" "$(bsyncctl --json job list | jq -r '.[] | "\(.id) \(.status) \(has("error") | not)"')" \
+	"the job waits, pending, without error"
+expect_eq 0 "$(bm a busy | grep -c false)" "its bitmap is still in use until finalize"
+bsyncctl job finalize nightly-1
+ok $? "job finalize"
+out=$(bsyncctl job wait nightly-1)
+expect_eq "0 job 'nightly-1' completed: 64 KiB of 64 KiB" "$? $out" "job wait then reports the completion"
+bsyncctl job dismiss nightly-1
+expect_eq "0 false" "$(bm a count) $(bm a busy)" "on-success applied at finalize: a is clean and free"
+
+# --- interrupting --wait leaves the job running
+qemu-io -f raw -t none -c "write -P0x33 0 8M" /dev/mapper/$node >/dev/null
+bsyncctl backup $node "$dir/i.qcow2" --sync incremental --bitmap a --speed 1M --wait >/dev/null 2>"$dir/i.err" &
+ip=$!
+for ((i = 0; i < 100; i++)); do
+	[ "$(bsyncctl job list -q)" = "$node" ] && break
+	sleep 0.1
+done
+sleep 0.5
+kill -INT $ip
+wait $ip
+expect_eq 130 $? "SIGINT during --wait: exit 130"
+expect_eq "bsyncctl: backup $node: interrupted; job '$node' goes on ('bsyncctl job list' shows it)" \
+	"$(cat "$dir/i.err")" "and says the job goes on"
+expect_eq running "$(bsyncctl --json job list | jq -r '.[0].status')" "the job is still running"
+bsyncctl job cancel $node
+bsyncctl job wait $node >/dev/null 2>&1
+st=$?
+[ $st -eq 4 ] || [ $st -eq 1 ]	# cancelled, or already gone (auto-dismissed): "Job not found"
+ok $? "job cancel; job wait: cancelled or already dismissed (exit $st)"
+
 bsyncctl device remove $node
 ok $? "device remove"
 tap_done
