@@ -4,8 +4,8 @@
  *
  * The bio path tests one bit per cluster a write touches (bsync_cbw_needed()).
  * Only a write to a cluster the backup still needs comes here: it is held
- * on a worker that starts a dm-kcopyd copy of the whole old cluster from
- * the origin to a free store slot, and parks the write on that copy. When
+ * on a worker that reads the whole old cluster from the origin into memory
+ * and writes it to a free store slot, and parks the write on that copy. When
  * the copy lands, the slot is published, the cluster stops being needed,
  * view reads of the cluster still going to the origin drain, and the write
  * is re-examined and released. Concurrent writes to the cluster share the
@@ -20,7 +20,11 @@
 
 #include "dm-bsync.h"
 
-/* One cluster being preserved. */
+/*
+ * One cluster being preserved: read from the origin into its own pages,
+ * then written from them to the store slot. The pages and bios are kept
+ * on a small per-session cache between copies.
+ */
 struct bsync_copy {
 	struct list_head list;		/* s->copies, then s->finished */
 	struct list_head start;		/* copies the worker is about to issue */
@@ -31,7 +35,14 @@ struct bsync_copy {
 	bool read_err, write_err;
 	bool timed_out;			/* waiters were given up on */
 	bool reader_done;		/* the backup no longer needs it */
+
+	atomic_t pending;		/* bios of the current phase in flight */
+	unsigned int nr_pages, nr_bios;
+	struct page **pages;
+	struct bio **bios;
 };
+
+#define COPY_CACHE_MAX	32
 
 static struct workqueue_struct *bsync_wq;
 static atomic_t bsync_live_sessions = ATOMIC_INIT(0);
@@ -47,6 +58,108 @@ static struct bsync_bio *bio_pb(struct bio *bio)
 }
 
 /*
+ * Copy buffers
+ */
+
+static void copy_free(struct bsync_copy *c)
+{
+	unsigned int i;
+
+	for (i = 0; c->bios && i < c->nr_bios; i++) {
+		if (c->bios[i]) {
+			bio_uninit(c->bios[i]);
+			kfree(c->bios[i]);
+		}
+	}
+	for (i = 0; c->pages && i < c->nr_pages; i++)
+		if (c->pages[i])
+			__free_page(c->pages[i]);
+	kfree(c->bios);
+	kfree(c->pages);
+	kfree(c);
+}
+
+static unsigned int bio_pages(unsigned int nr_pages, unsigned int i)
+{
+	return min_t(unsigned int, nr_pages - i * BIO_MAX_VECS, BIO_MAX_VECS);
+}
+
+/* Pages for a whole cluster and the bios to move them, from the cache if possible. */
+static struct bsync_copy *copy_get(struct bsync_session *s)
+{
+	unsigned int nr_pages = DIV_ROUND_UP(SECTOR_SIZE << s->shift, PAGE_SIZE), i;
+	struct bsync_copy *c = NULL;
+
+	xa_lock_irq(&s->map);
+	if (!list_empty(&s->copy_cache)) {
+		c = list_first_entry(&s->copy_cache, struct bsync_copy, list);
+		list_del(&c->list);
+		s->copy_cache_len--;
+	}
+	xa_unlock_irq(&s->map);
+	if (c)
+		goto init;
+
+	c = kzalloc(sizeof(*c), GFP_NOIO);
+	if (!c)
+		return NULL;
+	c->nr_pages = nr_pages;
+	c->nr_bios = DIV_ROUND_UP(nr_pages, BIO_MAX_VECS);
+	c->pages = kcalloc(nr_pages, sizeof(*c->pages), GFP_NOIO);
+	c->bios = kcalloc(c->nr_bios, sizeof(*c->bios), GFP_NOIO);
+	if (!c->pages || !c->bios)
+		goto bad;
+	for (i = 0; i < nr_pages; i++) {
+		c->pages[i] = alloc_page(GFP_NOIO);
+		if (!c->pages[i])
+			goto bad;
+	}
+	for (i = 0; i < c->nr_bios; i++) {
+		c->bios[i] = bio_kmalloc(bio_pages(nr_pages, i), GFP_NOIO);
+		if (!c->bios[i])
+			goto bad;
+		bio_init(c->bios[i], NULL, c->bios[i]->bi_inline_vecs, bio_pages(nr_pages, i), 0);
+	}
+init:
+	c->read_err = false;
+	c->write_err = false;
+	c->timed_out = false;
+	c->reader_done = false;
+	bio_list_init(&c->waiters);
+	INIT_LIST_HEAD(&c->start);
+	return c;
+bad:
+	copy_free(c);
+	return NULL;
+}
+
+/* Back to the cache, or freed. Any context. */
+static void copy_put(struct bsync_session *s, struct bsync_copy *c)
+{
+	unsigned long flags;
+
+	xa_lock_irqsave(&s->map, flags);
+	if (s->copy_cache_len < COPY_CACHE_MAX) {
+		list_add(&c->list, &s->copy_cache);
+		s->copy_cache_len++;
+		c = NULL;
+	}
+	xa_unlock_irqrestore(&s->map, flags);
+	if (c)
+		copy_free(c);
+}
+
+static void copy_cache_drain(struct bsync_session *s)
+{
+	struct bsync_copy *c, *tmp;
+
+	list_for_each_entry_safe(c, tmp, &s->copy_cache, list)
+		copy_free(c);
+	INIT_LIST_HEAD(&s->copy_cache);
+	s->copy_cache_len = 0;
+}
+
+/*
  * Session lifetime
  */
 
@@ -56,7 +169,7 @@ static void session_free_work(struct work_struct *work)
 
 	cancel_delayed_work_sync(&s->timer);
 	cancel_work_sync(&s->work);
-	dm_kcopyd_client_destroy(s->kc);
+	copy_cache_drain(s);
 	xa_destroy(&s->map);
 	bsync_bdev_close(&s->store);
 	bsync_bdev_close(&s->origin);
@@ -107,6 +220,8 @@ struct bsync_session *bsync_session_create(const struct bsync_session_params *p,
 	xa_init_flags(&s->map, XA_FLAGS_LOCK_IRQ);
 	INIT_LIST_HEAD(&s->copies);
 	INIT_LIST_HEAD(&s->finished);
+	INIT_LIST_HEAD(&s->to_write);
+	INIT_LIST_HEAD(&s->copy_cache);
 	bio_list_init(&s->held);
 	INIT_WORK(&s->work, session_work);
 	INIT_WORK(&s->free_work, session_free_work);
@@ -146,19 +261,10 @@ struct bsync_session *bsync_session_create(const struct bsync_session_params *p,
 		s->needed = NULL;
 		goto bad;
 	}
-	s->kc = dm_kcopyd_client_create(NULL);
-	if (IS_ERR(s->kc)) {
-		r = PTR_ERR(s->kc);
-		s->kc = NULL;
-		*error = "cannot create a kcopyd client";
-		goto bad;
-	}
 	atomic_inc(&bsync_live_sessions);
 	return s;
 
 bad:
-	if (s->kc)
-		dm_kcopyd_client_destroy(s->kc);
 	bsync_bdev_close(&s->store);
 	bsync_bdev_close(&s->origin);
 	kvfree(s->slots);
@@ -284,37 +390,96 @@ void bsync_cbw_hold(struct bsync_session *s, struct bio *bio)
 	queue_work(bsync_wq, &s->work);
 }
 
-static void copy_done(int read_err, unsigned long write_err, void *context)
+static void copy_finished(struct bsync_session *s, struct bsync_copy *c)
 {
-	struct bsync_copy *c = context;
-	struct bsync_session *s = c->s;
 	unsigned long flags;
 
-	c->read_err = read_err;
-	c->write_err = write_err;
 	xa_lock_irqsave(&s->map, flags);
 	list_move_tail(&c->list, &s->finished);
 	xa_unlock_irqrestore(&s->map, flags);
 	queue_work(bsync_wq, &s->work);
 }
 
+static void copy_read_endio(struct bio *bio);
+
+static void copy_write_endio(struct bio *bio)
+{
+	struct bsync_copy *c = bio->bi_private;
+
+	if (bio->bi_status)
+		c->write_err = true;
+	if (atomic_dec_and_test(&c->pending))
+		copy_finished(c->s, c);
+}
+
+/* Issue one phase of a copy: every bio of the cluster, read or write. */
+static void copy_submit(struct bsync_session *s, struct bsync_copy *c, bool write)
+{
+	sector_t start = (sector_t)c->cluster << s->shift;
+	sector_t nr_sectors = min_t(sector_t, 1ULL << s->shift, s->dev_sectors - start);
+	unsigned int len = nr_sectors << SECTOR_SHIFT;
+	sector_t sector = write ? (sector_t)c->slot << s->shift : start;
+	struct block_device *bdev = write ? s->store.bdev : s->origin.bdev;
+	/* The last, partial cluster may need fewer bios and pages. */
+	unsigned int nr = DIV_ROUND_UP(DIV_ROUND_UP(len, PAGE_SIZE), BIO_MAX_VECS);
+	unsigned int b, p = 0, n, chunk;
+	struct bio *bio;
+
+	atomic_set(&c->pending, nr);
+	for (b = 0; b < nr; b++) {
+		bio = c->bios[b];
+		bio_uninit(bio);
+		bio_init(bio, bdev, bio->bi_inline_vecs, bio_pages(c->nr_pages, b),
+			 write ? REQ_OP_WRITE : REQ_OP_READ);
+		bio->bi_iter.bi_sector = sector + (p << (PAGE_SHIFT - SECTOR_SHIFT));
+		bio->bi_end_io = write ? copy_write_endio : copy_read_endio;
+		bio->bi_private = c;
+		for (n = 0; n < BIO_MAX_VECS && p * PAGE_SIZE < len; n++, p++) {
+			chunk = min_t(unsigned int, PAGE_SIZE, len - p * PAGE_SIZE);
+			__bio_add_page(bio, c->pages[p], chunk, 0);
+		}
+		submit_bio_noacct(bio);
+	}
+}
+
+/*
+ * The old data is in memory: write it to the store. When the read
+ * completed inline, in the worker's task, do it at once; from interrupt
+ * context, hand it to the worker.
+ */
+static void copy_read_endio(struct bio *bio)
+{
+	struct bsync_copy *c = bio->bi_private;
+	struct bsync_session *s = c->s;
+	unsigned long flags;
+
+	if (bio->bi_status)
+		c->read_err = true;
+	if (!atomic_dec_and_test(&c->pending))
+		return;
+	if (c->read_err) {
+		copy_finished(s, c);
+	} else if (in_task()) {
+		copy_submit(s, c, true);
+	} else {
+		xa_lock_irqsave(&s->map, flags);
+		list_add_tail(&c->start, &s->to_write);
+		xa_unlock_irqrestore(&s->map, flags);
+		queue_work(bsync_wq, &s->work);
+	}
+}
+
 static void start_copies(struct bsync_session *s, struct list_head *todo)
 {
 	struct bsync_copy *c, *tmp;
-	struct dm_io_region from, to;
-	sector_t start;
+	struct blk_plug plug;
 
+	blk_start_plug(&plug);
 	list_for_each_entry_safe(c, tmp, todo, start) {
 		list_del_init(&c->start);
-		start = (sector_t)c->cluster << s->shift;
-		from.bdev = s->origin.bdev;
-		from.sector = start;
-		from.count = min_t(sector_t, 1ULL << s->shift, s->dev_sectors - start);
-		to.bdev = s->store.bdev;
-		to.sector = (sector_t)c->slot << s->shift;
-		to.count = from.count;
-		dm_kcopyd_copy(s->kc, &from, 1, &to, 0, copy_done, c);
+		copy_submit(s, c, false);
 	}
+	blk_finish_plug(&plug);
 	if (s->timeout)
 		queue_delayed_work(bsync_wq, &s->timer, s->timeout);
 }
@@ -356,7 +521,7 @@ again:
 		}
 		if (!spare) {
 			xa_unlock_irq(&s->map);
-			spare = kzalloc(sizeof(*spare), GFP_NOIO);
+			spare = copy_get(s);
 			if (!spare) {
 				xa_lock_irq(&s->map);
 				session_break(s, "enomem");
@@ -403,7 +568,8 @@ again:
 	}
 unlock:
 	xa_unlock_irq(&s->map);
-	kfree(spare);
+	if (spare)
+		copy_put(s, spare);
 	start_copies(s, &todo);
 	if (fail) {
 		struct bio_list one = BIO_EMPTY_LIST;
@@ -466,7 +632,7 @@ out:
 		fail_writes(s, &waiters);
 	else
 		requeue_writes(s, &waiters);
-	kfree(c);
+	copy_put(s, c);
 	bsync_session_put(s);
 }
 
@@ -474,16 +640,22 @@ static void session_work(struct work_struct *work)
 {
 	struct bsync_session *s = container_of(work, struct bsync_session, work);
 	struct bsync_copy *c, *tmp;
-	struct bio_list held;
 	LIST_HEAD(finished);
+	LIST_HEAD(to_write);
+	struct bio_list held;
 	struct bio *bio;
 
 	xa_lock_irq(&s->map);
+	list_splice_init(&s->to_write, &to_write);
 	list_splice_init(&s->finished, &finished);
 	held = s->held;
 	bio_list_init(&s->held);
 	xa_unlock_irq(&s->map);
 
+	list_for_each_entry_safe(c, tmp, &to_write, start) {
+		list_del_init(&c->start);
+		copy_submit(s, c, true);
+	}
 	list_for_each_entry_safe(c, tmp, &finished, list) {
 		list_del(&c->list);
 		finish_copy(s, c);

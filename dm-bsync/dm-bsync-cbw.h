@@ -13,7 +13,6 @@
 
 #include <linux/atomic.h>
 #include <linux/bio.h>
-#include <linux/dm-kcopyd.h>
 #include <linux/list.h>
 #include <linux/refcount.h>
 #include <linux/spinlock.h>
@@ -77,10 +76,12 @@ struct bsync_session {
 	enum bsync_session_state state;
 	const char *reason;		/* why broken */
 
-	struct dm_kcopyd_client *kc;
 	struct work_struct work;
 	struct bio_list held;		/* writes to (re)examine */
-	struct list_head finished;	/* copies kcopyd completed */
+	struct list_head to_write;	/* copies read from the origin */
+	struct list_head finished;	/* copies written, or failed */
+	struct list_head copy_cache;	/* idle copy buffers */
+	unsigned int copy_cache_len;
 	struct delayed_work timer;	/* enforces the cbw timeout */
 	struct work_struct free_work;
 
