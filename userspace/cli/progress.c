@@ -80,7 +80,8 @@ void progress_format(char *buf, size_t len, int width, uint64_t done, uint64_t t
 		snprintf(r, sizeof(r), "--/s");
 	}
 	fmt_duration(eta, e, sizeof(e));
-	snprintf(tail, sizeof(tail), " %3d%%  %s / %s  %s  ETA %s", pct, d, t, r, e);
+	/* fixed-width fields, so that the bar keeps its length as numbers change */
+	snprintf(tail, sizeof(tail), " %3d%%  %9s / %-9s %10s  ETA %5s", pct, d, t, r, e);
 	if (width > (int)len - 1)
 		width = (int)len - 1;
 	bar = width - (int)strlen(tail) - 2;

@@ -151,8 +151,20 @@ static void test_progress(void)
 	progress_format(line, sizeof(line), 80, 108 << 20, 256 << 20, 35.2 * 1048576, 4.2);
 	tap_ok(strchr(line, '[') == line && strstr(line, "] ") && strstr(line, " 42%") &&
 	       strstr(line, "108 MiB / 256 MiB") && strstr(line, "35.2 MiB/s") &&
-	       strstr(line, "ETA 0:04"), "bar, percent, amounts, rate and ETA: %s", line);
+	       strstr(line, "ETA  0:04"), "bar, percent, amounts, rate and ETA: %s", line);
 	tap_ok(strlen(line) <= 80, "fits 80 columns (%zu)", strlen(line));
+	{
+		/* The bar keeps its length while the numbers change. */
+		size_t bar0 = strcspn(line, "]"), bars = 0;
+		static const uint64_t dones[] = { 0, 1536, 9 << 20, 100 << 20, 256 << 20 };
+		static const double rates[] = { -1, 512, 1.5 * 1048576, 99.9 * 1048576, 1e9 };
+
+		for (size_t i = 0; i < 5; i++) {
+			progress_format(line, sizeof(line), 80, dones[i], 256 << 20, rates[i], i * 7.0);
+			bars += strcspn(line, "]") == bar0;
+		}
+		tap_ok(bars == 5, "the bar's length does not change with the numbers");
+	}
 	for (w = 1; w <= 200; w++) {
 		progress_format(line, sizeof(line), w, (uint64_t)w << 20, 200ull << 20, -1, -1);
 		if ((int)strlen(line) > w || has_control_chars(line, strlen(line)))
