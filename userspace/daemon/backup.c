@@ -169,8 +169,11 @@ static int add_run(struct backup_job *b, size_t *cap, uint64_t off, uint64_t len
 	return 0;
 }
 
-/* Walk "extents <bitmap>" or "alloc_extents" (bitmap NULL); cb per extent. */
-static int walk_extents(struct backup_job *b, const char *bitmap,
+/*
+ * Walk "extents <bitmap>", or what (bitmap NULL): "alloc_extents" or
+ * "session_extents"; cb per extent.
+ */
+static int walk_extents(struct backup_job *b, const char *bitmap, const char *what,
 			int (*cb)(struct backup_job *, size_t *, uint64_t, uint64_t, void *),
 			size_t *cap, void *arg, char *err, size_t errlen)
 {
@@ -184,7 +187,7 @@ static int walk_extents(struct backup_job *b, const char *bitmap,
 		if (bitmap)
 			snprintf(msg, sizeof(msg), "extents %s %" PRIu64, bitmap, from);
 		else
-			snprintf(msg, sizeof(msg), "alloc_extents %" PRIu64, from);
+			snprintf(msg, sizeof(msg), "%s %" PRIu64, what, from);
 		r = node_message(b->node, msg, &reply, err, errlen);
 		if (r)
 			return r;
@@ -238,15 +241,17 @@ static int compute_runs(struct backup_job *b, char *err, size_t errlen)
 
 	switch (b->sync) {
 	case SYNC_FULL:
-		r = walk_extents(b, NULL, cb_full, &cap, &pos, err, errlen);
+		/* after the instant: a superset of what was allocated at it */
+		r = walk_extents(b, NULL, "alloc_extents", cb_full, &cap, &pos, err, errlen);
 		if (!r && pos < b->size)
 			r = add_run(b, &cap, pos, b->size - pos, false);
 		break;
 	case SYNC_TOP:
-		r = walk_extents(b, NULL, cb_read_run, &cap, NULL, err, errlen);
+		/* exactly the allocation map at the instant */
+		r = walk_extents(b, NULL, "session_extents", cb_read_run, &cap, NULL, err, errlen);
 		break;
 	case SYNC_BITMAP:
-		r = walk_extents(b, b->bitmap, cb_read_run, &cap, NULL, err, errlen);
+		r = walk_extents(b, b->bitmap, NULL, cb_read_run, &cap, NULL, err, errlen);
 		break;
 	case SYNC_NONE:
 		break;

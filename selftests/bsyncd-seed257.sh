@@ -1,5 +1,5 @@
 #!/bin/bash
-# QEMU iotest 257 ported to bsyncd: the 21 bitmap-sync runs (bitmap x
+# QEMU iotest 257 ported to bsyncd (run by test_bsyncd_seed257_{bitmap,fulltop}.sh): the 21 bitmap-sync runs (bitmap x
 # never/on-success/always, full and top x on-success/always, each with a
 # simulated failure, an intermediate failure and none) and the backup API
 # matrix, driven over QMP against a bsync device on a 64 MiB dm-linear of a
@@ -50,14 +50,14 @@ eb_group() { local b; for b in $(group_bits "$1"); do eb[$b]=1; done; }
 eb_count() { echo ${#eb[@]}; }
 eb_first() { printf '%s\n' "${!eb[@]}" | sort -n | head -1; }
 
-perform_writes() { # N
-	local p byte off len
+perform_writes() { # N: the group's writes, in order, in one qemu-io run
+	local p byte off len cmds=()
 	IFS=';' read -ra pats <<<"${group[$1]}"
 	for p in "${pats[@]}"; do
 		read -r byte off len <<<"$p"
-		qemu-io -f raw -t none -c "write -P$byte $off $len" /dev/mapper/$drive >/dev/null ||
-			ok 1 "qemu-io write -P$byte $off $len"
+		cmds+=(-c "write -P$byte $off $len")
 	done
+	qemu-io -f raw -t none "${cmds[@]}" /dev/mapper/$drive >/dev/null || ok 1 "$run: qemu-io writes of group $1"
 }
 
 check_bitmap() { # what
