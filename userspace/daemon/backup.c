@@ -316,6 +316,11 @@ struct copier {
 	int reads;
 	struct timespec rl_start;
 	uint64_t rl_bytes;
+	/* copied ranges not yet told to the kernel (one message for many) */
+	char done_msg[3072];
+	size_t done_len;
+	uint64_t run_off, run_len, done_bytes;
+	struct timespec t0;
 };
 
 static double elapsed(const struct timespec *t0)
@@ -350,16 +355,63 @@ static bool rate_limit(struct copier *c, uint64_t bytes)
 	return stop;
 }
 
-static int session_done(struct backup_job *b, uint64_t off, uint64_t len)
+/* Tell the kernel what was copied: session_done with every pending range. */
+static int done_flush(struct copier *c)
 {
-	char msg[96], err[256];
+	char err[256];
 	int r;
 
-	snprintf(msg, sizeof(msg), "session_done %" PRIu64 " %" PRIu64, off, len);
-	r = node_message(b->node, msg, NULL, err, sizeof(err));
+	if (c->run_len) {
+		c->done_len += (size_t)snprintf(c->done_msg + c->done_len, sizeof(c->done_msg) - c->done_len,
+						" %" PRIu64 " %" PRIu64, c->run_off, c->run_len);
+		c->run_len = 0;
+	}
+	if (!c->done_len)
+		return 0;
+	r = node_message(c->b->node, c->done_msg, NULL, err, sizeof(err));
 	if (r)
-		fprintf(stderr, "bsyncd: job %s: %s\n", b->job.id, err);
+		fprintf(stderr, "bsyncd: job %s: %s\n", c->b->job.id, err);
+	c->done_len = 0;
+	c->done_bytes = 0;
 	return r;
+}
+
+/*
+ * A range is in the image: queue it for session_done (adjacent ranges
+ * merge).  Sent when the message is full, every 64 MiB (so the store frees
+ * slots), for rate-limited jobs at once, and at the end.
+ */
+static int session_done(struct copier *c, uint64_t off, uint64_t len)
+{
+	if (!c->done_len)
+		c->done_len = (size_t)snprintf(c->done_msg, sizeof(c->done_msg), "session_done");
+	if (c->run_len && c->run_off + c->run_len == off) {
+		c->run_len += len;
+	} else {
+		if (c->run_len) {
+			if (c->done_len + 48 > sizeof(c->done_msg)) {
+				int r = done_flush(c);
+
+				if (r)
+					return r;
+				c->done_len = (size_t)snprintf(c->done_msg, sizeof(c->done_msg),
+								"session_done");
+				c->run_off = off;
+				c->run_len = len;
+				c->done_bytes += len;
+				return 0;
+			}
+			c->done_len += (size_t)snprintf(c->done_msg + c->done_len,
+							sizeof(c->done_msg) - c->done_len,
+							" %" PRIu64 " %" PRIu64, c->run_off, c->run_len);
+		}
+		c->run_off = off;
+		c->run_len = len;
+	}
+	c->done_bytes += len;
+	if (c->done_bytes >= (64u << 20) || c->b->job.speed)
+		return done_flush(c);
+	return 0;
 }
 
 static void progress(struct backup_job *b, uint64_t n)
@@ -425,7 +477,7 @@ static int copy_range(struct copier *c, uint64_t off, uint64_t len, bool rd, boo
 	}
 	if (r)
 		return r;
-	r = session_done(b, off, len);
+	r = session_done(c, off, len);
 	if (r)
 		return r;
 	progress(b, len);
@@ -493,6 +545,8 @@ static int copy_preserved(struct copier *c, bool *is_read)
 			}
 		}
 		free(reply);
+		if (!r)
+			r = done_flush(c);
 		if (r)
 			return r;
 		daemon_lock();
@@ -514,6 +568,7 @@ static int backup_run(struct job *job)
 	int r;
 
 	clock_gettime(CLOCK_MONOTONIC, &c.rl_start);
+	c.t0 = c.rl_start;
 	snprintf(path, sizeof(path), "/dev/mapper/%s", b->snap);
 	c.fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
 	if (c.fd < 0) {
@@ -528,6 +583,17 @@ static int backup_run(struct job *job)
 		goto out;
 	}
 	r = b->sync == SYNC_NONE ? copy_preserved(&c, &is_read) : copy_runs(&c, &is_read);
+	{
+		/* what reached the image counts, even when the job failed */
+		int rf = done_flush(&c);
+
+		if (rf && !r) {
+			r = rf;
+			is_read = true;
+		}
+	}
+	fprintf(stderr, "bsyncd: job %s: %s after %.3f s, %" PRIu64 " of %" PRIu64 " bytes, %d reads\n",
+		job->id, r ? strerror(-r) : "copied", elapsed(&c.t0), job->offset, job->len, c.reads);
 out:
 	if (c.fd >= 0)
 		close(c.fd);
@@ -710,9 +776,11 @@ int backup_start(const struct backup_args *a, struct qerr *e)
 	struct store st = { .fd = -1 };
 	dev_t protect[2];
 	char err[512] = "", msg[BITMAP_NAME_MAX + 256];
+	struct timespec t0;
 	bool created;
 	int r;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	r = node_exists(a->device);
 	if (r < 0)
 		return qerr_set(e, "cannot look up '%s': %s", a->device, strerror(-r));
@@ -810,6 +878,9 @@ int backup_start(const struct backup_args *a, struct qerr *e)
 	b->job.len = runs_bytes(b);
 	if (sync == SYNC_NONE)
 		b->job.len = 0;
+	fprintf(stderr, "bsyncd: job %s: %s backup of %s started in %.3f s: %zu runs, %" PRIu64
+		" bytes, cluster %" PRIu64 ", store %s\n", id, a->sync, a->device, elapsed(&t0),
+		b->nruns, b->job.len, b->cluster, st.dev);
 	return job_start(&b->job, e) ? -1 : 0;
 
 bad_session:

@@ -255,7 +255,8 @@ int store_provision(const char *dir, const char *x_store, uint64_t size,
 			r = -EINVAL;
 		goto bad;
 	}
-	if ((uint64_t)sb.st_size < size && ftruncate(fd, (off_t)size)) {
+	/* a file the job named is used as it is; ours is as large as the device */
+	if (!x_store && (uint64_t)sb.st_size < size && ftruncate(fd, (off_t)size)) {
 		r = -errno;
 		snprintf(err, errlen, "cannot size store file %s to %llu bytes: %s", path,
 			 (unsigned long long)size, strerror(-r));
