@@ -59,7 +59,8 @@ for ((k = 0; k <= steps; k++)); do
 	dd if=/dev/mapper/$node of="$out/pit.raw" bs=1M iflag=direct status=none
 	if [ $k -eq 0 ]; then
 		cmd="{\"execute\": \"drive-backup\", \"arguments\": {\"device\": \"$node\", \"job-id\": \"b$k\",
-			\"target\": \"$img\", \"sync\": \"full\", \"bitmap\": \"inc\", \"bitmap-mode\": \"on-success\"}}"
+			\"target\": \"$img\", \"sync\": \"full\", \"bitmap\": \"inc\", \"bitmap-mode\": \"on-success\",
+			\"speed\": 33554432}}"
 	else
 		cmd="{\"execute\": \"drive-backup\", \"arguments\": {\"device\": \"$node\", \"job-id\": \"b$k\",
 			\"target\": \"$img\", \"sync\": \"incremental\", \"bitmap\": \"inc\",

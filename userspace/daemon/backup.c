@@ -609,7 +609,12 @@ out:
 	}
 	/* The image: complete only if everything was copied. */
 	{
-		int rc = qcow2_close(b->img, r == 0, err, sizeof(err));
+		struct timespec t1;
+		int rc;
+
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		rc = qcow2_close(b->img, r == 0, err, sizeof(err));
+		fprintf(stderr, "bsyncd: job %s: image closed in %.3f s\n", job->id, elapsed(&t1));
 
 		b->img = NULL;
 		if (rc && !r) {
@@ -618,7 +623,13 @@ out:
 			r = rc;
 		}
 	}
-	end_session(b);
+	{
+		struct timespec t2;
+
+		clock_gettime(CLOCK_MONOTONIC, &t2);
+		end_session(b);
+		fprintf(stderr, "bsyncd: job %s: view and session ended in %.3f s\n", job->id, elapsed(&t2));
+	}
 	return r == -ECANCELED ? 0 : r;
 }
 
