@@ -312,19 +312,22 @@ static void point_in_time(struct __test_metadata *_metadata, FIXTURE_DATA(cbw) *
 	free(order);
 }
 
-/* Load seconds: 20, or $BSYNC_CBW_SECS (the mutation check runs shorter). */
-static unsigned int load_secs(void)
+/*
+ * Load seconds: 20 for the main case, 8 for the variants, or
+ * $BSYNC_CBW_SECS for all (the mutation check runs shorter).
+ */
+static unsigned int load_secs(unsigned int dflt)
 {
 	const char *e = getenv("BSYNC_CBW_SECS");
 
-	return e ? (unsigned int)strtoul(e, NULL, 10) : 20;
+	return e ? (unsigned int)strtoul(e, NULL, 10) : dflt;
 }
 
 TEST_F_TIMEOUT(cbw, point_in_time_full_64k, 300)
 {
 	struct pit t = { 64 * KiB, "full", 20 };
 
-	t.secs = load_secs();
+	t.secs = load_secs(20);
 	point_in_time(_metadata, self, &t);
 }
 
@@ -332,7 +335,7 @@ TEST_F_TIMEOUT(cbw, point_in_time_full_256k, 300)
 {
 	struct pit t = { 256 * KiB, "full", 20 };
 
-	t.secs = load_secs();
+	t.secs = load_secs(8);
 	point_in_time(_metadata, self, &t);
 }
 
@@ -340,7 +343,7 @@ TEST_F_TIMEOUT(cbw, point_in_time_full_1m, 300)
 {
 	struct pit t = { 1 * MiB, "full", 20 };
 
-	t.secs = load_secs();
+	t.secs = load_secs(8);
 	point_in_time(_metadata, self, &t);
 }
 
@@ -348,7 +351,7 @@ TEST_F_TIMEOUT(cbw, point_in_time_bitmap, 300)
 {
 	struct pit t = { 64 * KiB, "bitmap", 20 };
 
-	t.secs = load_secs();
+	t.secs = load_secs(8);
 	point_in_time(_metadata, self, &t);
 }
 
@@ -356,7 +359,7 @@ TEST_F_TIMEOUT(cbw, point_in_time_none, 300)
 {
 	struct pit t = { 64 * KiB, "none", 20 };
 
-	t.secs = load_secs();
+	t.secs = load_secs(8);
 	point_in_time(_metadata, self, &t);
 }
 
