@@ -559,6 +559,29 @@ static int copy_preserved(struct copier *c, bool *is_read)
 	}
 }
 
+/*
+ * A view read racing the moment a session broke may have returned data
+ * from after the start: the image is only good if the session is still
+ * active once everything was read.
+ */
+static int check_session(struct backup_job *b, bool *is_read)
+{
+	char err[256], *reply = NULL;
+	int r;
+
+	r = node_message(b->node, "session_status", &reply, err, sizeof(err));
+	if (r) {
+		fprintf(stderr, "bsyncd: job %s: %s\n", b->job.id, err);
+	} else if (strncmp(reply, "state=active", 12)) {
+		fprintf(stderr, "bsyncd: job %s: the backup session broke: %s\n", b->job.id, reply);
+		r = -EIO;
+	}
+	free(reply);
+	if (r)
+		*is_read = true;
+	return r;
+}
+
 static int backup_run(struct job *job)
 {
 	struct backup_job *b = (struct backup_job *)job;
@@ -592,6 +615,8 @@ static int backup_run(struct job *job)
 			is_read = true;
 		}
 	}
+	if (!r)
+		r = check_session(b, &is_read);
 	fprintf(stderr, "bsyncd: job %s: %s after %.3f s, %" PRIu64 " of %" PRIu64 " bytes, %d reads\n",
 		job->id, r ? strerror(-r) : "copied", elapsed(&c.t0), job->offset, job->len, c.reads);
 out:
