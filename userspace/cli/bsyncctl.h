@@ -178,6 +178,14 @@ void conn_close(struct cli *c);
  * "bsyncctl: <c->what>: <desc>".
  */
 int conn_exec(struct cli *c, const char *cmd, json_object *args, json_object **ret);
+/*
+ * What every argument-less "list" shares: parse, run one query, and with
+ * --json print the daemon's reply unchanged. Returns 0 with *ret to draw a
+ * table from, CLI_LISTED when done, or an exit code.
+ */
+#define CLI_LISTED (-1)
+int conn_list(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
+	      const char *query, json_object **ret);
 /* Next event within timeout_ms; 0, -ETIMEDOUT, or an exit status (printed). */
 int conn_event(struct cli *c, int timeout_ms, json_object **ev);
 

@@ -83,23 +83,12 @@ int cmd_device_list(struct cli *c, const struct cli_cmd *cmd, int argc, char **a
 	static const enum align align[] = { ALIGN_LEFT, ALIGN_RIGHT, ALIGN_RIGHT, ALIGN_LEFT };
 	json_object *ret;
 	struct table t;
-	char **pos;
 	size_t i;
-	int n, r;
+	int r;
 
-	r = cli_parse(c, cmd, argc, argv, NULL, NULL, NULL, &pos, &n);
-	if (!r)
-		r = cli_want_args(c, cmd, n, 0, 0, NULL);
+	r = conn_list(c, cmd, argc, argv, "query-named-block-nodes", &ret);
 	if (r)
-		return r;
-	r = conn_exec(c, "query-named-block-nodes", NULL, &ret);
-	if (r)
-		return r;
-	if (c->json) {
-		print_json(c, ret);
-		json_object_put(ret);
-		return 0;
-	}
+		return r == CLI_LISTED ? 0 : r;
 	table_init(&t, 4, head, align);
 	for (i = 0; i < json_object_array_length(ret); i++) {
 		json_object *o = json_object_array_get_idx(ret, i), *bms = NULL;

@@ -21,23 +21,12 @@ int cmd_job_list(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv
 					    ALIGN_RIGHT, ALIGN_RIGHT, ALIGN_LEFT };
 	json_object *ret;
 	struct table t;
-	char **pos;
 	size_t i;
-	int n, r;
+	int r;
 
-	r = cli_parse(c, cmd, argc, argv, NULL, NULL, NULL, &pos, &n);
-	if (!r)
-		r = cli_want_args(c, cmd, n, 0, 0, NULL);
+	r = conn_list(c, cmd, argc, argv, "query-jobs", &ret);
 	if (r)
-		return r;
-	r = conn_exec(c, "query-jobs", NULL, &ret);
-	if (r)
-		return r;
-	if (c->json) {
-		print_json(c, ret);
-		json_object_put(ret);
-		return 0;
-	}
+		return r == CLI_LISTED ? 0 : r;
 	table_init(&t, 7, head, align);
 	for (i = 0; i < json_object_array_length(ret) && !r; i++) {
 		json_object *o = json_object_array_get_idx(ret, i);

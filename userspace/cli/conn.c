@@ -103,3 +103,23 @@ int conn_event(struct cli *c, int timeout_ms, json_object **ev)
 	cli_error(c, "%s: %s", c->what, err);
 	return EXIT_PROTOCOL;
 }
+
+int conn_list(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
+	      const char *query, json_object **ret)
+{
+	char **pos;
+	int n, r;
+
+	r = cli_parse(c, cmd, argc, argv, NULL, NULL, NULL, &pos, &n);
+	if (!r)
+		r = cli_want_args(c, cmd, n, 0, 0, NULL);
+	if (!r)
+		r = conn_exec(c, query, NULL, ret);
+	if (r)
+		return r;
+	if (!c->json)
+		return 0;
+	print_json(c, *ret);
+	json_object_put(*ret);
+	return CLI_LISTED;
+}
