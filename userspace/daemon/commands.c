@@ -11,6 +11,7 @@
 
 #include "backup.h"
 #include "commands.h"
+#include "log.h"
 #include "dmctl.h"
 #include "job.h"
 #include "node.h"
@@ -564,7 +565,7 @@ static int cmd_query_commands(json_object *args, json_object **ret, struct qerr 
 	return 0;
 }
 
-int commands_dispatch(const char *cmd, json_object *args, json_object **ret, struct qerr *e)
+static int dispatch(const char *cmd, json_object *args, json_object **ret, struct qerr *e)
 {
 	size_t i;
 
@@ -577,4 +578,16 @@ int commands_dispatch(const char *cmd, json_object *args, json_object **ret, str
 		return commands[i].fn(args, ret, e);
 	}
 	return qerr_set_class(e, "CommandNotFound", "The command %s has not been found", cmd);
+}
+
+int commands_dispatch(const char *cmd, json_object *args, json_object **ret, struct qerr *e)
+{
+	int r;
+
+	bsyncd_debug("%s %s", cmd,
+		     args ? json_object_to_json_string_ext(args, JSON_C_TO_STRING_PLAIN) : "{}");
+	r = dispatch(cmd, args, ret, e);
+	if (r)
+		bsyncd_debug("%s failed: %s", cmd, e->desc);
+	return r;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "job.h"
+#include "log.h"
 
 const char *const job_status_names[JOB_STATUS__MAX] = {
 	"undefined", "created", "running", "paused", "ready", "standby",
@@ -100,6 +101,8 @@ static void transition(struct job *job, enum job_status to)
 	if (!transitions[job->status][to])
 		fprintf(stderr, "bsyncd: BUG: job %s: transition %s -> %s is not allowed\n",
 			job->id, job_status_names[job->status], job_status_names[to]);
+	bsyncd_debug("job %s: %s -> %s", job->id, job_status_names[job->status],
+		     job_status_names[to]);
 	job->status = to;
 	d = json_object_new_object();
 	json_object_object_add(d, "id", json_object_new_string(job->id));

@@ -13,15 +13,17 @@
 #include "backup.h"
 #include "commands.h"
 #include "job.h"
+#include "log.h"
 #include "qmp-server.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: bsyncd [--socket PATH] [--store-dir DIR]\n"
+		"usage: bsyncd [--socket PATH] [--store-dir DIR] [--verbose]\n"
 		"  --socket PATH     QMP socket (default /run/bsyncd.sock), created 0600\n"
 		"  --store-dir DIR   where copy-before-write scratch files are made\n"
-		"                    (default /var/lib/bsyncd; must not be on a protected device)\n");
+		"                    (default /var/lib/bsyncd; must not be on a protected device)\n"
+		"  --verbose         log every QMP command, its failures and job state changes\n");
 }
 
 /* SIGTERM/SIGINT: cancel every job (bitmaps are reclaimed), wait, stop. */
@@ -49,6 +51,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, 's' },
 		{ "store-dir", required_argument, NULL, 'd' },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -58,13 +61,16 @@ int main(int argc, char **argv)
 	char err[512];
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "s:d:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "s:d:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			so.socket_path = optarg;
 			break;
 		case 'd':
 			store_dir = optarg;
+			break;
+		case 'v':
+			bsyncd_verbose = true;
 			break;
 		case 'h':
 			usage(stdout);

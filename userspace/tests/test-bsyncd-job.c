@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../daemon/job.c"
+#include "../daemon/log.c"
 #include "../daemon/qmp-server.c"
 #include "tap.h"
 

@@ -16,6 +16,7 @@
 #include "../daemon/backup.c"
 #include "../daemon/commands.c"
 #include "../daemon/job.c"
+#include "../daemon/log.c"
 #include "../daemon/node.c"
 #include "../daemon/qmp-server.c"
 #include "../daemon/store.c"
