@@ -14,7 +14,7 @@ modprobe loop 2>/dev/null
 bsyncd_start() {
 	local i
 	mkdir -p "$BSYNCD_STORE"
-	bsyncd --socket "$BSYNCD_SOCK" --store-dir "$BSYNCD_STORE" "$@" 2>>"$BSYNCD_LOG" &
+	bsyncd --verbose --socket "$BSYNCD_SOCK" --store-dir "$BSYNCD_STORE" "$@" 2>>"$BSYNCD_LOG" &
 	bsyncd_pid=$!
 	for ((i = 0; i < 100; i++)); do
 		qmp-exec "$BSYNCD_SOCK" >/dev/null 2>&1 && return 0
