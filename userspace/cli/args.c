@@ -232,3 +232,11 @@ const char *enum_list(const char *const *values, char *buf, size_t len)
 	}
 	return buf;
 }
+
+int cli_parse_plain(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv, int min,
+		    int max, const char *const *names, char ***pos, int *npos)
+{
+	int r = cli_parse(c, cmd, argc, argv, NULL, NULL, NULL, pos, npos);
+
+	return r ? r : cli_want_args(c, cmd, *npos, min, max, names);
+}

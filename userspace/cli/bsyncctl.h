@@ -95,6 +95,9 @@ int cli_parse(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
 /* Positional count check: EXIT_USAGE with a message naming the first missing/extra. */
 int cli_want_args(struct cli *c, const struct cli_cmd *cmd, int npos, int min, int max,
 		  const char *const *names);
+/* cli_parse() for a subcommand without options, then cli_want_args(). */
+int cli_parse_plain(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv, int min,
+		    int max, const char *const *names, char ***pos, int *npos);
 
 /*
  * "64K", "1M", "2G", "512", "4KiB", "1.5G" (K M G T P E: powers of 1024; a

@@ -76,9 +76,7 @@ int cmd_bitmap_simple(struct cli *c, const struct cli_cmd *cmd, int argc, char *
 	char qcmd[64], **pos;
 	int n, r;
 
-	r = cli_parse(c, cmd, argc, argv, NULL, NULL, NULL, &pos, &n);
-	if (!r)
-		r = cli_want_args(c, cmd, n, 2, 2, names);
+	r = cli_parse_plain(c, cmd, argc, argv, 2, 2, names, &pos, &n);
 	if (r)
 		return r;
 	cli_set_what(c, "bitmap %s %s %s", cmd->verb, pos[0], pos[1]);
@@ -100,9 +98,7 @@ int cmd_bitmap_merge(struct cli *c, const struct cli_cmd *cmd, int argc, char **
 	char **pos;
 	int i, n, r;
 
-	r = cli_parse(c, cmd, argc, argv, NULL, NULL, NULL, &pos, &n);
-	if (!r)
-		r = cli_want_args(c, cmd, n, 3, -1, names);
+	r = cli_parse_plain(c, cmd, argc, argv, 3, -1, names, &pos, &n);
 	if (r)
 		return r;
 	cli_set_what(c, "bitmap merge %s %s", pos[0], pos[1]);
@@ -166,9 +162,7 @@ int cmd_bitmap_list(struct cli *c, const struct cli_cmd *cmd, int argc, char **a
 	size_t i;
 	int n, r;
 
-	r = cli_parse(c, cmd, argc, argv, NULL, NULL, NULL, &pos, &n);
-	if (!r)
-		r = cli_want_args(c, cmd, n, 0, 1, names);
+	r = cli_parse_plain(c, cmd, argc, argv, 0, 1, names, &pos, &n);
 	if (r)
 		return r;
 	dev = n ? pos[0] : NULL;

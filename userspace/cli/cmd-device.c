@@ -62,9 +62,7 @@ int cmd_device_remove(struct cli *c, const struct cli_cmd *cmd, int argc, char *
 	char **pos;
 	int n, r;
 
-	r = cli_parse(c, cmd, argc, argv, NULL, NULL, NULL, &pos, &n);
-	if (!r)
-		r = cli_want_args(c, cmd, n, 1, 1, names);
+	r = cli_parse_plain(c, cmd, argc, argv, 1, 1, names, &pos, &n);
 	if (r)
 		return r;
 	cli_set_what(c, "device remove %s", pos[0]);

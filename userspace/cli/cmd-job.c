@@ -69,9 +69,7 @@ int cmd_job_verb(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv
 	char qcmd[32], **pos;
 	int n, r;
 
-	r = cli_parse(c, cmd, argc, argv, NULL, NULL, NULL, &pos, &n);
-	if (!r)
-		r = cli_want_args(c, cmd, n, 1, 1, names);
+	r = cli_parse_plain(c, cmd, argc, argv, 1, 1, names, &pos, &n);
 	if (r)
 		return r;
 	cli_set_what(c, "job %s %s", cmd->verb, pos[0]);
@@ -312,9 +310,7 @@ int cmd_job_wait(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv
 	char **pos;
 	int n, r;
 
-	r = cli_parse(c, cmd, argc, argv, NULL, NULL, NULL, &pos, &n);
-	if (!r)
-		r = cli_want_args(c, cmd, n, 1, 1, names);
+	r = cli_parse_plain(c, cmd, argc, argv, 1, 1, names, &pos, &n);
 	if (r)
 		return r;
 	cli_set_what(c, "job wait %s", pos[0]);

@@ -110,9 +110,7 @@ int conn_list(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
 	char **pos;
 	int n, r;
 
-	r = cli_parse(c, cmd, argc, argv, NULL, NULL, NULL, &pos, &n);
-	if (!r)
-		r = cli_want_args(c, cmd, n, 0, 0, NULL);
+	r = cli_parse_plain(c, cmd, argc, argv, 0, 0, NULL, &pos, &n);
 	if (!r)
 		r = conn_exec(c, query, NULL, ret);
 	if (r)
