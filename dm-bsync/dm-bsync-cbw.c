@@ -27,7 +27,7 @@
  */
 struct bsync_copy {
 	struct list_head list;		/* s->copies, then s->finished */
-	struct list_head start;		/* copies the worker is about to issue */
+	struct list_head start;		/* to issue: a worker's list, or s->to_write */
 	struct bsync_session *s;
 	unsigned long cluster, slot;
 	unsigned long started;		/* jiffies */

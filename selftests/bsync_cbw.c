@@ -325,41 +325,36 @@ static unsigned int load_secs(unsigned int dflt)
 
 TEST_F_TIMEOUT(cbw, point_in_time_full_64k, 300)
 {
-	struct pit t = { 64 * KiB, "full", 20 };
+	struct pit t = { 64 * KiB, "full", load_secs(20) };
 
-	t.secs = load_secs(20);
 	point_in_time(_metadata, self, &t);
 }
 
 TEST_F_TIMEOUT(cbw, point_in_time_full_256k, 300)
 {
-	struct pit t = { 256 * KiB, "full", 20 };
+	struct pit t = { 256 * KiB, "full", load_secs(8) };
 
-	t.secs = load_secs(8);
 	point_in_time(_metadata, self, &t);
 }
 
 TEST_F_TIMEOUT(cbw, point_in_time_full_1m, 300)
 {
-	struct pit t = { 1 * MiB, "full", 20 };
+	struct pit t = { 1 * MiB, "full", load_secs(8) };
 
-	t.secs = load_secs(8);
 	point_in_time(_metadata, self, &t);
 }
 
 TEST_F_TIMEOUT(cbw, point_in_time_bitmap, 300)
 {
-	struct pit t = { 64 * KiB, "bitmap", 20 };
+	struct pit t = { 64 * KiB, "bitmap", load_secs(8) };
 
-	t.secs = load_secs(8);
 	point_in_time(_metadata, self, &t);
 }
 
 TEST_F_TIMEOUT(cbw, point_in_time_none, 300)
 {
-	struct pit t = { 64 * KiB, "none", 20 };
+	struct pit t = { 64 * KiB, "none", load_secs(8) };
 
-	t.secs = load_secs(8);
 	point_in_time(_metadata, self, &t);
 }
 
