@@ -52,6 +52,7 @@ void bsync_bitmap_destroy(struct bsync_bitmap *bm)
 		return;
 	bsync_bitmap_destroy(bm->successor);
 	bsync_bitmap_destroy(bm->remaining);
+	bsync_bitmap_destroy(bm->durable);
 	kvfree(bm->bits);
 	kfree(bm);
 }
@@ -171,6 +172,20 @@ void bsync_bitmap_move(struct bsync_bitmap *dst, struct bsync_bitmap *src)
 	swap(dst->dev_sectors, src->dev_sectors);
 	dst->recording = src->recording;
 	bsync_bitmap_destroy(src);
+}
+
+/* Is every cluster [sector, sector + nr_sectors) touches dirty? Any context. */
+bool bsync_bitmap_test_range(const struct bsync_bitmap *bm, sector_t sector,
+			     sector_t nr_sectors)
+{
+	unsigned long first = sector >> bm->shift;
+	unsigned long last = (sector + nr_sectors - 1) >> bm->shift;
+
+	if (!nr_sectors || first >= bm->nr_bits)
+		return true;
+	if (last >= bm->nr_bits)
+		last = bm->nr_bits - 1;
+	return find_next_zero_bit(bm->bits, last + 1, first) > last;
 }
 
 unsigned long bsync_bitmap_weight(const struct bsync_bitmap *bm)

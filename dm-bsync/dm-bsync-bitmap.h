@@ -34,6 +34,15 @@ struct bsync_bitmap {
 	 */
 	struct bsync_bitmap *successor;
 	struct bsync_bitmap *remaining;
+
+	/*
+	 * Persistent bitmaps (dm-bsync-persist.c): @durable holds the bits
+	 * the metadata device is known to have (this bitmap's and its
+	 * successor's); @inconsistent, that the metadata may miss writes.
+	 */
+	bool persistent;
+	bool inconsistent;
+	struct bsync_bitmap *durable;
 };
 
 static inline u64 bsync_bitmap_granularity(const struct bsync_bitmap *bm)
@@ -59,6 +68,8 @@ void bsync_bitmap_clear(struct bsync_bitmap *bm);
 void bsync_bitmap_merge(struct bsync_bitmap *dst, const struct bsync_bitmap *src);
 void bsync_bitmap_move(struct bsync_bitmap *dst, struct bsync_bitmap *src);
 
+bool bsync_bitmap_test_range(const struct bsync_bitmap *bm, sector_t sector,
+			     sector_t nr_sectors);
 unsigned long bsync_bitmap_weight(const struct bsync_bitmap *bm);
 bool bsync_bitmap_next_extent(const struct bsync_bitmap *bm, sector_t from,
 			      sector_t *start, sector_t *len);

@@ -125,6 +125,31 @@ static int get_bitmap(struct bsync_target *bt, const char *verb, const char *nam
 	return 0;
 }
 
+/* Only removal and clear apply to a bitmap that may miss writes. */
+static int check_consistent(struct bsync_target *bt, const char *verb,
+			    const struct bsync_bitmap *bm)
+{
+	if (!bm->inconsistent)
+		return 0;
+	msg_err(bt, "%s: bitmap \"%s\" is inconsistent (it may miss writes): clear or remove it",
+		verb, bm->name);
+	return -EINVAL;
+}
+
+/* After a change to @bm: make it durable if it is persistent. */
+static int persist_changed(struct bsync_target *bt, const struct bsync_bitmap *bm)
+{
+	int r;
+
+	if (!bm->persistent)
+		return 0;
+	r = bsync_persist_commit(bt->st, bt->ti);
+	if (r)
+		msg_err(bt, "metadata commit failed (%d): persistent bitmaps are now inconsistent",
+			r);
+	return r;
+}
+
 /* A byte offset and length, sector aligned and inside the device. */
 static int parse_range(struct bsync_target *bt, const char *verb, const char *off_arg,
 		       const char *len_arg, sector_t *sector, sector_t *nr)
@@ -150,13 +175,34 @@ static int parse_range(struct bsync_target *bt, const char *verb, const char *of
  * Bitmap messages
  */
 
-/* add <name> [<granularity>] [disabled] */
+static int check_persistent_room(struct bsync_target *bt, const char *name, unsigned int shift)
+{
+	struct bsync_state *st = bt->st;
+	u64 nr = DIV_ROUND_UP_ULL((u64)st->dev_sectors, 1ULL << shift);
+	int r;
+
+	if (!st->persist) {
+		msg_err(bt, "add: bitmap \"%s\": persistent bitmaps need a metadata device in the table",
+			name);
+		return -EINVAL;
+	}
+	r = bsync_persist_check_room(st, nr);
+	if (r == -EMLINK)
+		msg_err(bt, "add: a device has at most %d persistent bitmaps",
+			BSYNC_MD_MAX_BITMAPS);
+	else if (r)
+		msg_err(bt, "add: bitmap \"%s\" does not fit on the metadata device (it needs %llu KiB more)",
+			name, DIV_ROUND_UP(DIV_ROUND_UP(nr, 8), 1024) * 2);
+	return r ? -ENOSPC : 0;
+}
+
+/* add <name> [<granularity>] [disabled] [persistent] */
 static int msg_add(struct bsync_target *bt, unsigned int argc, char **argv,
 		   char *result, unsigned int maxlen)
 {
 	struct bsync_state *st = bt->st;
 	unsigned int shift = BSYNC_DEFAULT_GRAN_SHIFT;
-	bool disabled = false, have_gran = false;
+	bool disabled = false, have_gran = false, persistent = false;
 	struct bsync_bitmap *bm;
 	unsigned int i;
 	int r;
@@ -167,6 +213,8 @@ static int msg_add(struct bsync_target *bt, unsigned int argc, char **argv,
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "disabled") && !disabled) {
 			disabled = true;
+		} else if (!strcmp(argv[i], "persistent") && !persistent) {
+			persistent = true;
 		} else if (isdigit(argv[i][0]) && !have_gran) {
 			r = bsync_parse_granularity(argv[i], &shift);
 			if (r) {
@@ -188,7 +236,22 @@ static int msg_add(struct bsync_target *bt, unsigned int argc, char **argv,
 		msg_err(bt, "add: a device has at most %d bitmaps", BSYNC_MAX_BITMAPS);
 		return -ENOSPC;
 	}
+	if (persistent) {
+		r = check_persistent_room(bt, argv[0], shift);
+		if (r)
+			return r;
+	}
 	bm = bsync_bitmap_create(argv[0], shift, st->dev_sectors, !disabled);
+	if (!IS_ERR(bm) && persistent) {
+		bm->persistent = true;
+		bm->durable = bsync_bitmap_create(NULL, shift, st->dev_sectors, false);
+		if (IS_ERR(bm->durable)) {
+			r = PTR_ERR(bm->durable);
+			bm->durable = NULL;
+			bsync_bitmap_destroy(bm);
+			bm = ERR_PTR(r);
+		}
+	}
 	if (IS_ERR(bm)) {
 		msg_err(bt, "add: cannot allocate bitmap \"%s\": %ld", argv[0], PTR_ERR(bm));
 		return PTR_ERR(bm);
@@ -200,8 +263,10 @@ static int msg_add(struct bsync_target *bt, unsigned int argc, char **argv,
 	}
 	list_add_tail(&bm->list, &st->bitmaps);
 	st->nr_bitmaps++;
+	st->nr_persistent += persistent;
+	r = persist_changed(bt, bm);
 	bsync_resume_writes(st);
-	return 0;
+	return r;
 }
 
 /* remove <name> */
@@ -219,30 +284,39 @@ static int msg_remove(struct bsync_target *bt, unsigned int argc, char **argv,
 		return r;
 	list_del(&bm->list);
 	bt->st->nr_bitmaps--;
+	bt->st->nr_persistent -= bm->persistent;
+	r = persist_changed(bt, bm);
 	bsync_resume_writes(bt->st);
 	bsync_bitmap_destroy(bm);
-	return 0;
+	return r;
 }
 
 /* clear|enable|disable <name> */
 static int msg_set_state(struct bsync_target *bt, unsigned int argc, char **argv,
 			 char *result, unsigned int maxlen)
 {
+	bool clear = !strcmp(argv[-1], "clear");
 	struct bsync_bitmap *bm;
 	int r;
 
 	r = get_bitmap(bt, argv[-1], argv[0], true, &bm);
+	if (!r && !clear)
+		r = check_consistent(bt, argv[-1], bm);
 	if (r)
 		return r;
 	r = bsync_quiesce_writes(bt->st);
 	if (r)
 		return r;
-	if (!strcmp(argv[-1], "clear"))
+	if (clear) {
+		/* Cleared, it starts afresh: nothing it lacks matters any more. */
 		bsync_bitmap_clear(bm);
-	else
+		WRITE_ONCE(bm->inconsistent, false);
+	} else {
 		bm->recording = !strcmp(argv[-1], "enable");
+	}
+	r = persist_changed(bt, bm);
 	bsync_resume_writes(bt->st);
-	return 0;
+	return r;
 }
 
 /* merge <target> <source> [<source>...]: target |= sources */
@@ -254,10 +328,14 @@ static int msg_merge(struct bsync_target *bt, unsigned int argc, char **argv,
 	int r;
 
 	r = get_bitmap(bt, "merge", argv[0], true, &dst);
+	if (!r)
+		r = check_consistent(bt, "merge", dst);
 	if (r)
 		return r;
 	for (i = 1; i < argc; i++) {
 		r = get_bitmap(bt, "merge", argv[i], true, &src);
+		if (!r)
+			r = check_consistent(bt, "merge", src);
 		if (r)
 			return r;
 	}
@@ -266,8 +344,9 @@ static int msg_merge(struct bsync_target *bt, unsigned int argc, char **argv,
 		return r;
 	for (i = 1; i < argc; i++)
 		bsync_bitmap_merge(dst, find_bitmap(bt->st, argv[i]));
+	r = persist_changed(bt, dst);
 	bsync_resume_writes(bt->st);
-	return 0;
+	return r;
 }
 
 /*
@@ -343,6 +422,8 @@ static int msg_freeze(struct bsync_target *bt, unsigned int argc, char **argv,
 	int set = BSYNC_SET_BITMAP, r;
 
 	r = get_bitmap(bt, "freeze", argv[0], true, &bm);
+	if (!r)
+		r = check_consistent(bt, "freeze", bm);
 	if (r)
 		return r;
 	if (argc > 1) {
@@ -441,9 +522,10 @@ static int msg_unfreeze(struct bsync_target *bt, unsigned int argc, char **argv,
 			bsync_bitmap_merge(succ, rem);
 		bsync_bitmap_move(bm, succ);
 	}
+	r = persist_changed(bt, bm);
 	bsync_resume_writes(bt->st);
 	bsync_bitmap_destroy(rem);
-	return 0;
+	return r;
 }
 
 /*
@@ -535,6 +617,8 @@ static int msg_session_start(struct bsync_target *bt, unsigned int argc, char **
 	}
 	if (argc > 3 && strcmp(argv[3], "-")) {
 		r = get_bitmap(bt, "session_start", argv[3], true, &bm);
+		if (!r)
+			r = check_consistent(bt, "session_start", bm);
 		if (r)
 			return r;
 		if (p.shift < bm->shift) {
@@ -656,6 +740,14 @@ static int msg_session_status(struct bsync_target *bt, unsigned int argc, char *
 	return 1;
 }
 
+/* metadata_status: the metadata device's state and counters */
+static int msg_metadata_status(struct bsync_target *bt, unsigned int argc, char **argv,
+			       char *result, unsigned int maxlen)
+{
+	bsync_persist_emit_status(bt->st, result, maxlen);
+	return 1;
+}
+
 /*
  * Queries
  */
@@ -668,6 +760,7 @@ static u64 dirty_bytes(const struct bsync_bitmap *bm)
 /*
  * list: one line per bitmap, a frozen bitmap's successor on the next line:
  *   bitmap name=<n> granularity=<bytes> count=<bytes> recording=<0|1> busy=<0|1>
+ *          persistent=<0|1> inconsistent=<0|1>
  *   successor parent=<n> granularity=<bytes> count=<bytes> recording=<0|1>
  */
 static int msg_list(struct bsync_target *bt, unsigned int argc, char **argv,
@@ -678,9 +771,11 @@ static int msg_list(struct bsync_target *bt, unsigned int argc, char **argv,
 
 	list_for_each_entry(bm, &bt->st->bitmaps, list) {
 		s = bm->successor;
-		DMEMIT("bitmap name=%s granularity=%llu count=%llu recording=%d busy=%d\n",
+		DMEMIT("bitmap name=%s granularity=%llu count=%llu recording=%d busy=%d",
 		       bm->name, bsync_bitmap_granularity(bm), dirty_bytes(bm),
 		       s ? s->recording : bm->recording, !!s);
+		DMEMIT(" persistent=%d inconsistent=%d\n", bm->persistent,
+		       READ_ONCE(bm->inconsistent));
 		if (s)
 			DMEMIT("successor parent=%s granularity=%llu count=%llu recording=%d\n",
 			       bm->name, bsync_bitmap_granularity(s), dirty_bytes(s),
@@ -812,6 +907,7 @@ static const struct bsync_msg bsync_msgs[] = {
 	{ "session_status",	0, 0,		msg_session_status },
 	{ "session_extents",	1, 2,		msg_session_extents },
 	{ "preserved_extents",	1, 2,		msg_preserved_extents },
+	{ "metadata_status",	0, 0,		msg_metadata_status },
 };
 
 int bsync_message(struct dm_target *ti, unsigned int argc, char **argv,
@@ -837,6 +933,7 @@ found:
 	mutex_lock(&bt->st->lock);
 	r = m->fn(bt, argc - 1, argv + 1, result, maxlen);
 	mutex_unlock(&bt->st->lock);
+	bsync_persist_retry(bt->st);
 	return r;
 }
 
@@ -859,8 +956,9 @@ static void sum_stats(struct bsync_state *st, struct bsync_stats *sum)
 
 /*
  * INFO:  <#bitmaps> <alloc granularity> <allocated clusters>/<clusters>
- *        <writes> <held writes> <session: - | state=... (as session_status)>
- * TABLE: <origin> [<#features> [zeroed] [alloc_granularity <bytes>]]
+ *        <writes> <held writes> <metadata: - | ok | failed>
+ *        <session: - | state=... (as session_status)>
+ * TABLE: <origin> [<#features> [zeroed] [alloc_granularity <bytes>] [metadata <dev>]]
  */
 void bsync_status(struct dm_target *ti, status_type_t type, unsigned int status_flags,
 		  char *result, unsigned int maxlen)
@@ -875,9 +973,9 @@ void bsync_status(struct dm_target *ti, status_type_t type, unsigned int status_
 	case STATUSTYPE_INFO:
 		sum_stats(st, &stats);
 		mutex_lock(&st->lock);
-		DMEMIT("%u %llu %lu/%lu %llu %llu", st->nr_bitmaps,
+		DMEMIT("%u %llu %lu/%lu %llu %llu %s", st->nr_bitmaps,
 		       bsync_bitmap_granularity(st->alloc), bsync_bitmap_weight(st->alloc),
-		       st->alloc->nr_bits, stats.writes, stats.deferred);
+		       st->alloc->nr_bits, stats.writes, stats.deferred, bsync_persist_state(st));
 		if (st->session) {
 			DMEMIT(" ");
 			sz += bsync_session_emit_status(st->session, result + sz, maxlen - sz);
@@ -888,17 +986,20 @@ void bsync_status(struct dm_target *ti, status_type_t type, unsigned int status_
 		break;
 	case STATUSTYPE_TABLE:
 		DMEMIT("%s", bt->origin->name);
-		if (bt->zeroed || gran)
-			DMEMIT(" %u", bt->zeroed + 2 * gran);
+		if (bt->zeroed || gran || bt->meta)
+			DMEMIT(" %u", bt->zeroed + 2 * gran + 2 * !!bt->meta);
 		if (bt->zeroed)
 			DMEMIT(" zeroed");
 		if (gran)
 			DMEMIT(" alloc_granularity %llu", (u64)SECTOR_SIZE << bt->alloc_shift);
+		if (bt->meta)
+			DMEMIT(" metadata %s", bt->meta->name);
 		break;
 	case STATUSTYPE_IMA:
-		DMEMIT("target_name=%s,target_version=%u.%u.%u,origin=%s,zeroed=%c;",
+		DMEMIT("target_name=%s,target_version=%u.%u.%u,origin=%s,zeroed=%c,metadata=%s;",
 		       ti->type->name, ti->type->version[0], ti->type->version[1],
-		       ti->type->version[2], bt->origin->name, bt->zeroed ? 'y' : 'n');
+		       ti->type->version[2], bt->origin->name, bt->zeroed ? 'y' : 'n',
+		       bt->meta ? bt->meta->name : "-");
 		break;
 	}
 }

@@ -27,6 +27,7 @@ static void state_free(struct bsync_state *st)
 	/* The device is gone: no write is in flight. */
 	if (st->session)
 		bsync_session_end(st->session);
+	bsync_persist_destroy(st);
 	list_for_each_entry_safe(bm, tmp, &st->bitmaps, list)
 		bsync_bitmap_destroy(bm);
 	bsync_bitmap_destroy(st->alloc);
@@ -39,6 +40,7 @@ static struct bsync_state *state_create(struct bsync_target *bt)
 {
 	struct bsync_state *st;
 
+	bt->ti->error = "Cannot allocate device state";
 	st = kzalloc(sizeof(*st), GFP_KERNEL);
 	if (!st)
 		return ERR_PTR(-ENOMEM);
@@ -67,6 +69,17 @@ static struct bsync_state *state_create(struct bsync_target *bt)
 	/* Unknown origin content: every cluster may hold data. */
 	if (!bt->zeroed)
 		bsync_bitmap_mark_all(st->alloc);
+	if (bt->meta) {
+		dev_t dev = bt->meta->bdev->bd_dev;
+		char *error;
+		int r = bsync_persist_create(st, dev, bsync_dev_name(bt), &error);
+
+		if (r) {
+			bt->ti->error = error;
+			state_free(st);
+			return ERR_PTR(r);
+		}
+	}
 	return st;
 bad:
 	state_free(st);
@@ -90,6 +103,10 @@ static int state_get(struct bsync_target *bt)
 		} else if (BIT(bt->alloc_shift) != BIT(st->alloc->shift)) {
 			bt->ti->error = "alloc_granularity cannot change on reload";
 			r = -EINVAL;
+		} else if ((bt->meta ? bt->meta->bdev->bd_dev : 0) !=
+			   (st->persist ? bsync_persist_dev(st) : 0)) {
+			bt->ti->error = "Metadata device cannot change on reload";
+			r = -EINVAL;
 		} else {
 			refcount_inc(&st->ref);
 			bt->st = st;
@@ -98,7 +115,6 @@ static int state_get(struct bsync_target *bt)
 	}
 	st = state_create(bt);
 	if (IS_ERR(st)) {
-		bt->ti->error = "Cannot allocate device state";
 		r = PTR_ERR(st);
 		goto out;
 	}
@@ -276,11 +292,26 @@ static bool defer_write(struct bsync_state *st, struct bio *bio)
 	return held;
 }
 
+/* Copy-before-write holds a write that touches clusters a backup needs. */
+static int map_session(struct bsync_target *bt, struct bio *bio)
+{
+	/* Stable: sessions start and end with writes quiesced. */
+	struct bsync_session *s = bt->st->session;
+
+	if (likely(!s) || !bsync_cbw_needed(s, bio->bi_iter.bi_sector, bio_sectors(bio)))
+		return DM_MAPIO_REMAPPED;
+	if (bio->bi_opf & REQ_NOWAIT) {
+		bio_wouldblock_error(bio);
+		return DM_MAPIO_SUBMITTED;
+	}
+	bsync_cbw_hold(s, bio);
+	return DM_MAPIO_SUBMITTED;
+}
+
 static int bsync_map_write(struct bsync_target *bt, struct bio *bio)
 {
 	struct bsync_bio *pb = dm_per_bio_data(bio, sizeof(struct bsync_bio));
 	struct bsync_state *st = bt->st;
-	struct bsync_session *s;
 	sector_t sector;
 
 	while (!gate_enter(st)) {
@@ -297,17 +328,26 @@ static int bsync_map_write(struct bsync_target *bt, struct bio *bio)
 	bio->bi_iter.bi_sector = sector;
 	bio_set_dev(bio, bt->origin->bdev);
 
-	/* Stable: sessions start and end with writes quiesced. */
-	s = st->session;
-	if (unlikely(s) && bsync_cbw_needed(s, sector, bio_sectors(bio))) {
+	/* Stable: persistent bitmaps come and go with writes quiesced. */
+	if (unlikely(st->nr_persistent) &&
+	    bsync_persist_needed(st, sector, bio_sectors(bio))) {
 		if (bio->bi_opf & REQ_NOWAIT) {
 			bio_wouldblock_error(bio);
 			return DM_MAPIO_SUBMITTED;
 		}
-		bsync_cbw_hold(s, bio);
+		bsync_persist_defer(st, bio);
 		return DM_MAPIO_SUBMITTED;
 	}
-	return DM_MAPIO_REMAPPED;
+	return map_session(bt, bio);
+}
+
+/* A write whose clusters are durable in the persistent bitmaps goes on. */
+void bsync_issue_tracked(struct bio *bio)
+{
+	struct bsync_bio *pb = dm_per_bio_data(bio, sizeof(struct bsync_bio));
+
+	if (map_session(pb->bt, bio) == DM_MAPIO_REMAPPED)
+		dm_submit_bio_remap(bio, NULL);
 }
 
 static int bsync_map(struct dm_target *ti, struct bio *bio)
@@ -347,11 +387,12 @@ static int bsync_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *err
  *   zeroed                   the origin reads as zeroes: nothing is
  *                            allocated until written
  *   alloc_granularity <bytes> allocation tracking granularity (64 KiB)
+ *   metadata <dev>           keeps persistent bitmaps on <dev>
  */
 static int parse_features(struct dm_arg_set *as, struct bsync_target *bt)
 {
 	static const struct dm_arg _args[] = {
-		{0, 3, "Invalid number of feature args"},
+		{0, 5, "Invalid number of feature args"},
 	};
 	struct dm_target *ti = bt->ti;
 	unsigned int argc;
@@ -376,6 +417,21 @@ static int parse_features(struct dm_arg_set *as, struct bsync_target *bt)
 			if (r) {
 				ti->error = "Invalid alloc_granularity";
 				return r;
+			}
+		} else if (!strcasecmp(arg, "metadata") && !bt->meta) {
+			if (!argc--) {
+				ti->error = "metadata needs a device";
+				return -EINVAL;
+			}
+			r = dm_get_device(ti, dm_shift_arg(as), dm_table_get_mode(ti->table),
+					  &bt->meta);
+			if (r) {
+				ti->error = "Cannot open metadata device";
+				return r;
+			}
+			if (bt->meta->bdev == bt->origin->bdev) {
+				ti->error = "Metadata device cannot be the origin";
+				return -EINVAL;
 			}
 		} else {
 			ti->error = "Unrecognised feature argument";
@@ -433,6 +489,8 @@ static int bsync_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	return 0;
 
 bad_put:
+	if (bt->meta)
+		dm_put_device(ti, bt->meta);
 	dm_put_device(ti, bt->origin);
 bad_free:
 	kfree(bt);
@@ -444,6 +502,8 @@ static void bsync_dtr(struct dm_target *ti)
 	struct bsync_target *bt = ti->private;
 
 	state_put(bt->st);
+	if (bt->meta)
+		dm_put_device(ti, bt->meta);
 	dm_put_device(ti, bt->origin);
 	kfree(bt);
 }
@@ -477,6 +537,8 @@ static int bsync_preresume(struct dm_target *ti)
 			r = bsync_bitmap_resize(bm->successor, ti->len);
 		if (!r && bm->remaining)
 			r = bsync_bitmap_resize(bm->remaining, ti->len);
+		if (!r && bm->durable)
+			r = bsync_bitmap_resize(bm->durable, ti->len);
 		if (r)
 			break;
 	}
@@ -487,6 +549,9 @@ static int bsync_preresume(struct dm_target *ti)
 		if (!bt->zeroed && ti->len > st->dev_sectors)
 			bsync_bitmap_mark(st->alloc, st->dev_sectors, ti->len - st->dev_sectors);
 		st->dev_sectors = ti->len;
+		/* A commit failure leaves the bitmaps inconsistent, not the resize undone. */
+		if (st->nr_persistent)
+			bsync_persist_commit(st, ti);
 	} else {
 		DMERR("%s: cannot resize bitmaps to %llu sectors: %d",
 		      bsync_dev_name(bt), (unsigned long long)ti->len, r);
@@ -507,7 +572,7 @@ static int bsync_iterate_devices(struct dm_target *ti, iterate_devices_callout_f
 
 static struct target_type bsync_target = {
 	.name = "bsync",
-	.version = {1, 1, 0},
+	.version = {1, 2, 0},
 	.features = DM_TARGET_NOWAIT,
 	.module = THIS_MODULE,
 	.ctr = bsync_ctr,

@@ -4,6 +4,8 @@
  *   dm-bsync-target.c  table constructor, bio path, write gate, suspend/resume
  *   dm-bsync-ctl.c     messages and status
  *   dm-bsync-bitmap.c  the dirty bitmap data structure
+ *   dm-bsync-persist.c persistent bitmaps: first-touch logging, commits
+ *   dm-bsync-metadata.c  their on-disk format
  *   dm-bsync-cbw.c     copy-before-write backup sessions
  *   dm-bsync-snap.c    the bsync-snap target: a session's frozen view
  */
@@ -20,6 +22,7 @@
 #include "dm-bsync-bitmap.h"
 #include "dm-bsync-cbw.h"
 #include "dm-bsync-compat.h"
+#include "dm-bsync-format.h"
 
 #define DM_MSG_PREFIX "bsync"
 
@@ -64,6 +67,10 @@ struct bsync_state {
 
 	/* The backup session, if any; changes with writes quiesced. */
 	struct bsync_session *session;
+
+	/* The metadata device, if the table has one (dm-bsync-persist.c). */
+	struct bsync_persist *persist;
+	unsigned int nr_persistent;
 };
 
 /* One per table. */
@@ -71,6 +78,7 @@ struct bsync_target {
 	struct dm_target *ti;
 	struct dm_dev *origin;
 	struct bsync_state *st;
+	struct dm_dev *meta;		/* metadata device, or NULL */
 	bool zeroed;			/* table says the origin reads as zeroes */
 	unsigned int alloc_shift;	/* allocation tracking granularity */
 };
@@ -87,6 +95,21 @@ int bsync_quiesce_writes(struct bsync_state *st);
 void bsync_resume_writes(struct bsync_state *st);
 const char *bsync_dev_name(struct bsync_target *bt);
 struct bsync_session *bsync_session_lookup(dev_t dev, char **error);
+void bsync_issue_tracked(struct bio *bio);
+
+/* dm-bsync-persist.c */
+struct bsync_persist;
+int bsync_persist_create(struct bsync_state *st, dev_t dev, const char *name,
+			 char **error);
+void bsync_persist_destroy(struct bsync_state *st);
+bool bsync_persist_needed(struct bsync_state *st, sector_t sector, sector_t nr);
+void bsync_persist_defer(struct bsync_state *st, struct bio *bio);
+int bsync_persist_commit(struct bsync_state *st, struct dm_target *ti);
+void bsync_persist_retry(struct bsync_state *st);
+int bsync_persist_check_room(struct bsync_state *st, unsigned long nr_bits);
+const char *bsync_persist_state(struct bsync_state *st);
+dev_t bsync_persist_dev(struct bsync_state *st);
+int bsync_persist_emit_status(struct bsync_state *st, char *result, unsigned int maxlen);
 
 /* dm-bsync-ctl.c */
 int bsync_message(struct dm_target *ti, unsigned int argc, char **argv,
