@@ -76,21 +76,22 @@ clean:
 	rm -rf build out
 
 # make install [PREFIX=/usr/local] [DESTDIR=] [UNITDIR=...]: the module for
-# every kernel built under build/kmod (to /lib/modules/<kver>/extra), bsyncd
-# and bsyncctl, the systemd unit, bash completion and the documentation.
+# every kernel built under build/kmod (to /lib/modules/<kver>/extra), bsyncd,
+# bsyncctl and bsync-metadata, the systemd unit, bash completion and the documentation.
 # Build first (`make`); run as root, or give DESTDIR to stage a package.
 PREFIX  ?= /usr/local
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DOCDIR  ?= $(PREFIX)/share/doc/dm-bsync
 .PHONY: install
 install:
-	@for f in userspace/build/bsyncd userspace/build/bsyncctl; do \
+	@for f in userspace/build/bsyncd userspace/build/bsyncctl userspace/build/bsync-metadata; do \
 		test -x $$f || { echo "install: $$f is missing: run make first" >&2; exit 1; }; \
 	done
 	@ls build/kmod/*/dm-bsync.ko >/dev/null 2>&1 || \
 		{ echo "install: no module under build/kmod: run make first" >&2; exit 1; }
 	install -D -m 0755 userspace/build/bsyncd $(DESTDIR)$(PREFIX)/sbin/bsyncd
 	install -D -m 0755 userspace/build/bsyncctl $(DESTDIR)$(PREFIX)/bin/bsyncctl
+	install -D -m 0755 userspace/build/bsync-metadata $(DESTDIR)$(PREFIX)/sbin/bsync-metadata
 	@set -e; for ko in build/kmod/*/dm-bsync.ko; do \
 		v=$$(basename $$(dirname $$ko)); \
 		echo "install -D -m 0644 $$ko $(DESTDIR)/lib/modules/$$v/extra/dm-bsync.ko"; \
