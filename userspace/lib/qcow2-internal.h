@@ -67,6 +67,7 @@ struct qcow2_range {
 
 struct qcow2_image {
 	int fd;
+	int dfd;			/* same file, O_DIRECT, for data; or -1 */
 	char *path;
 	int failed;			/* sticky -errno after an I/O error */
 	char err[320];
@@ -128,6 +129,12 @@ int qcow2_seterr(char *err, size_t errlen, int rc, const char *fmt, ...);
 
 int qcow2_pread_all(int fd, void *buf, size_t len, uint64_t off);
 int qcow2_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+
+/*
+ * Open img->path a second time with O_DIRECT for the appended data (after
+ * img->fd is set); on any failure img->dfd stays -1 and all I/O is buffered.
+ */
+void qcow2_open_direct(struct qcow2_image *img);
 
 /* Allocate the in-memory tables of img once its geometry is known. */
 int qcow2_image_alloc_tables(struct qcow2_image *img);

@@ -353,6 +353,7 @@ int qcow2_open_existing(const char *path, uint64_t expect,
 		goto fail;
 	}
 	img->fd = -1;
+	img->dfd = -1;
 	memcpy(img->hdr, p.hc, sizeof(img->hdr));
 	img->cluster_bits = q_get32(p.hc + QH_CLUSTER_BITS);
 	img->cs = 1u << img->cluster_bits;
@@ -390,6 +391,7 @@ int qcow2_open_existing(const char *path, uint64_t expect,
 	if (rc)
 		goto fail;
 	img->fd = p.fd;
+	qcow2_open_direct(img);
 	free(p.hc);
 	*out = img;
 	return 0;

@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include "test-qcow2-common.h"
+#include "qcow2-internal.h"
 
 static char err[1024];
 
@@ -422,6 +423,62 @@ static void test_existing_keeps(void)
 	tap_ok(qcow2_check_complete(path, err, sizeof(err)) == 0, "image is complete");
 }
 
+/*
+ * Fill a 48 MiB image with data in a scattered order, with only 4 resident
+ * L2 tables: several 8 MiB appends, L2 tables written, evicted and read
+ * back around them.  With 64 KiB clusters the appends go through O_DIRECT;
+ * with 512 B clusters the first data cluster (26) is not 4 KiB aligned, so
+ * they stay buffered although the O_DIRECT descriptor is open.
+ */
+static void direct_fill(uint32_t cs, bool expect_direct)
+{
+	struct qcow2_create_opts o = { .virtual_size = 48ull << 20, .cluster_size = cs };
+	char path[512], raw[512];
+	struct qcow2_image *img = NULL;
+	uint64_t n = o.virtual_size / cs, step = 7919;	/* prime: visits all */
+	uint8_t *buf = malloc(cs);
+	int rc, fd, flags = 0;
+	bool direct = false;
+
+	snprintf(path, sizeof(path), "%s/direct-%u.qcow2", tq_dir, cs);
+	snprintf(raw, sizeof(raw), "%s/direct-%u.raw", tq_dir, cs);
+	rc = qcow2_create(path, &o, &img, err, sizeof(err));
+	if (!rc && img->dfd >= 0) {
+		flags = fcntl(img->dfd, F_GETFL);
+		direct = flags >= 0 && (flags & O_DIRECT) &&
+			 !((img->end * cs) & 4095);
+	}
+	if (expect_direct && !rc && img->dfd < 0)
+		tap_ok(1, "# SKIP %s refuses O_DIRECT", tq_dir);
+	else if (expect_direct)
+		tap_ok(!rc && direct, "data appends go through an O_DIRECT descriptor");
+	if (rc || !buf) {
+		free(buf);
+		return;
+	}
+	qcow2_set_l2_cache(img, 4 * cs);
+	fd = tq_raw_create(raw, o.virtual_size);
+	for (uint64_t i = 0, c = 0; !rc && i < n; i++, c = (c + step) % n) {
+		if (c % 5 == 3)
+			continue;	/* leave some unallocated */
+		tq_fill(buf, cs);
+		rc = qcow2_write_cluster(img, c * cs, buf, cs);
+		tq_raw_write(fd, c * cs, buf, cs);
+	}
+	rc = rc ? rc : qcow2_close(img, true, err, sizeof(err));
+	close(fd);
+	tap_ok(!rc && tq_check(path) == 0 && tq_compare(path, raw) == 0,
+	       "%u-byte clusters, %s 8 MiB appends and L2 evictions: check and compare pass (%s)",
+	       cs, direct ? "O_DIRECT" : "buffered", rc ? err : tq_out);
+	free(buf);
+}
+
+static void test_direct(void)
+{
+	direct_fill(65536, true);
+	direct_fill(512, false);
+}
+
 int main(void)
 {
 	tq_setup("test-qcow2-api");
@@ -433,6 +490,7 @@ int main(void)
 	test_huge();
 	test_refusals();
 	test_existing_keeps();
+	test_direct();
 	tq_cleanup();
 	return tap_done();
 }
