@@ -11,6 +11,7 @@
 
 #include "backup.h"
 #include "commands.h"
+#include "dm-bsync-format.h"
 #include "log.h"
 #include "dmctl.h"
 #include "job.h"
@@ -141,7 +142,8 @@ static int cmd_device_add(json_object *args, json_object **ret, struct qerr *e)
 
 	if (r > 0 || (r == 0 && dmctl_exists(name) > 0))
 		return qerr_set(e, "node-name '%s' is already in use", name);
-	if (node_add(name, str_arg(args, "origin"), bool_arg(args, "zeroed", false), err, sizeof(err)))
+	if (node_add(name, str_arg(args, "origin"), bool_arg(args, "zeroed", false),
+		     str_arg(args, "metadata"), err, sizeof(err)))
 		return qerr_set(e, "%s", err);
 	return 0;
 }
@@ -181,8 +183,11 @@ static json_object *bitmap_json(const struct node_bitmap *b)
 	if (!b->anonymous)
 		json_object_object_add(o, "name", json_object_new_string(b->name));
 	json_object_object_add(o, "recording", json_object_new_boolean(b->recording));
-	json_object_object_add(o, "persistent", json_object_new_boolean(false));
+	json_object_object_add(o, "persistent", json_object_new_boolean(b->persistent));
 	json_object_object_add(o, "busy", json_object_new_boolean(b->busy));
+	/* As QEMU's BlockDirtyInfo: present only when true. */
+	if (b->inconsistent)
+		json_object_object_add(o, "inconsistent", json_object_new_boolean(true));
 	json_object_object_add(o, "granularity", json_object_new_int64((int64_t)b->granularity));
 	json_object_object_add(o, "count", json_object_new_int64((int64_t)b->count));
 	return o;
@@ -252,6 +257,19 @@ static int check_busy(const struct node_bitmap *b, struct qerr *e)
 	return 0;
 }
 
+/*
+ * QEMU's bdrv_dirty_bitmap_check() text.  Its hint ("Try
+ * block-dirty-bitmap-remove to delete this bitmap from disk") is not sent
+ * over QMP, by QEMU either.  Unlike QEMU, block-dirty-bitmap-clear is
+ * allowed: the kernel makes a cleared bitmap consistent again.
+ */
+static int check_consistent(const struct node_bitmap *b, struct qerr *e)
+{
+	if (b->inconsistent)
+		return qerr_set(e, "Bitmap '%s' is inconsistent and cannot be used", b->name);
+	return 0;
+}
+
 static int bitmap_msg(const char *node, const char *msg, struct qerr *e)
 {
 	char err[512];
@@ -261,11 +279,40 @@ static int bitmap_msg(const char *node, const char *msg, struct qerr *e)
 	return 0;
 }
 
+/*
+ * Room for one more persistent bitmap on node, in QEMU's texts: block.c
+ * (a node whose driver cannot store bitmaps) and qcow2-bitmap.c (the table
+ * is full).
+ */
+static int check_persistent_room(const char *node, struct qerr *e)
+{
+	struct node_bitmap *v;
+	struct node_info info;
+	char err[256];
+	size_t n, i, np = 0;
+	int r;
+
+	if (node_get_info(node, &info, err, sizeof(err)))
+		return qerr_set(e, "%s", err);
+	if (!info.has_metadata)
+		return qerr_set(e, "Can't store persistent bitmaps to %s: %s", node, strerror(ENOTSUP));
+	r = node_bitmaps(node, &v, &n);
+	if (r)
+		return qerr_set(e, "cannot list the bitmaps of '%s': %s", node, strerror(-r));
+	for (i = 0; i < n; i++)
+		np += !v[i].anonymous && v[i].persistent;
+	free(v);
+	if (np >= BSYNC_MD_MAX_BITMAPS)
+		return qerr_set(e, "Maximum number of persistent bitmaps is already reached");
+	return 0;
+}
+
 static int cmd_bitmap_add(json_object *args, json_object **ret, struct qerr *e)
 {
 	const char *node = str_arg(args, "node"), *name = str_arg(args, "name"), *p;
 	int64_t gran = int_arg(args, "granularity", 65536);
-	char msg[BITMAP_NAME_MAX + 64];
+	bool persistent = bool_arg(args, "persistent", false);
+	char msg[BITMAP_NAME_MAX + 64], err[512];
 	struct node_bitmap b;
 	int r;
 
@@ -278,9 +325,11 @@ static int cmd_bitmap_add(json_object *args, json_object **ret, struct qerr *e)
 		return qerr_set(e, "Granularity must be power of 2 and at least 512");
 	if (gran > (1ll << 30))
 		return qerr_set(e, "Granularity must be at most 1 GiB on a bsync device");
-	if (bool_arg(args, "persistent", false))
-		return qerr_set(e, "Can't make bitmap '%s' persistent in '%s': bsync bitmaps live in the kernel's memory",
-				name, node);
+	if (persistent) {
+		r = check_persistent_room(node, e);
+		if (r)
+			return r;
+	}
 	if (!node_find_bitmap(node, name, &b))
 		return qerr_set(e, "Bitmap already exists: %s", name);
 	if (strlen(name) > 127)
@@ -289,18 +338,27 @@ static int cmd_bitmap_add(json_object *args, json_object **ret, struct qerr *e)
 		if (!isalnum((unsigned char)*p) && !strchr("_-.:+@", *p))
 			return qerr_set(e, "Bitmap name '%s': character '%c' is not allowed on a bsync device "
 					"(use letters, digits and _-.:+@)", name, *p);
-	snprintf(msg, sizeof(msg), "add %s %" PRId64 "%s", name, gran,
-		 bool_arg(args, "disabled", false) ? " disabled" : "");
-	return bitmap_msg(node, msg, e);
+	snprintf(msg, sizeof(msg), "add %s %" PRId64 "%s%s", name, gran,
+		 bool_arg(args, "disabled", false) ? " disabled" : "", persistent ? " persistent" : "");
+	r = node_message(node, msg, NULL, err, sizeof(err));
+	if (r == -ENOSPC && persistent)
+		return qerr_set(e, "Can't store persistent bitmap '%s' in '%s': no room "
+				"(the bits do not fit on the metadata device, or the device has its "
+				"maximum of bitmaps: see the kernel log)", name, node);
+	if (r)
+		return qerr_set(e, "%s", err);
+	return 0;
 }
 
-static int simple_bitmap_cmd(json_object *args, const char *verb, struct qerr *e)
+/* consistent: the verb needs a bitmap that may not miss writes */
+static int simple_bitmap_cmd(json_object *args, const char *verb, bool consistent, struct qerr *e)
 {
 	const char *node = str_arg(args, "node"), *name = str_arg(args, "name");
 	char msg[BITMAP_NAME_MAX + 32];
 	struct node_bitmap b;
 
-	if (lookup_bitmap(node, name, &b, e) || check_busy(&b, e))
+	if (lookup_bitmap(node, name, &b, e) || check_busy(&b, e) ||
+	    (consistent && check_consistent(&b, e)))
 		return -1;
 	snprintf(msg, sizeof(msg), "%s %s", verb, name);
 	return bitmap_msg(node, msg, e);
@@ -308,22 +366,22 @@ static int simple_bitmap_cmd(json_object *args, const char *verb, struct qerr *e
 
 static int cmd_bitmap_remove(json_object *args, json_object **ret, struct qerr *e)
 {
-	return simple_bitmap_cmd(args, "remove", e);
+	return simple_bitmap_cmd(args, "remove", false, e);
 }
 
 static int cmd_bitmap_clear(json_object *args, json_object **ret, struct qerr *e)
 {
-	return simple_bitmap_cmd(args, "clear", e);
+	return simple_bitmap_cmd(args, "clear", false, e);
 }
 
 static int cmd_bitmap_enable(json_object *args, json_object **ret, struct qerr *e)
 {
-	return simple_bitmap_cmd(args, "enable", e);
+	return simple_bitmap_cmd(args, "enable", true, e);
 }
 
 static int cmd_bitmap_disable(json_object *args, json_object **ret, struct qerr *e)
 {
-	return simple_bitmap_cmd(args, "disable", e);
+	return simple_bitmap_cmd(args, "disable", true, e);
 }
 
 static int cmd_bitmap_merge(json_object *args, json_object **ret, struct qerr *e)
@@ -335,7 +393,7 @@ static int cmd_bitmap_merge(json_object *args, json_object **ret, struct qerr *e
 	char *msg;
 	int r;
 
-	if (lookup_bitmap(node, target, &b, e) || check_busy(&b, e))
+	if (lookup_bitmap(node, target, &b, e) || check_busy(&b, e) || check_consistent(&b, e))
 		return -1;
 	len = strlen(target) + 16 + n * (BITMAP_NAME_MAX + 2);
 	msg = malloc(len);
@@ -371,7 +429,7 @@ static int cmd_bitmap_merge(json_object *args, json_object **ret, struct qerr *e
 			free(msg);
 			return qerr_set(e, "Dirty bitmap '%s' not found", sname);
 		}
-		if (check_busy(&b, e)) {
+		if (check_busy(&b, e) || check_consistent(&b, e)) {
 			free(msg);
 			return -1;
 		}
@@ -386,6 +444,28 @@ static int cmd_bitmap_merge(json_object *args, json_object **ret, struct qerr *e
 /*
  * Jobs
  */
+/*
+ * QEMU's do_backup_common() refuses an inconsistent bitmap in its
+ * bdrv_dirty_bitmap_check(), right after the busy check.  backup_start()
+ * runs the checks before that one; this one comes first only when none of
+ * them would fail, so the order of the texts is QEMU's.
+ */
+static int backup_bitmap_inconsistent(const struct backup_args *a, struct qerr *e)
+{
+	struct node_bitmap b;
+	bool incremental = !strcmp(a->sync, "incremental");
+
+	if (!a->bitmap || (a->format && strcmp(a->format, "qcow2")))
+		return 0;
+	if (incremental && a->bitmap_mode && strcmp(a->bitmap_mode, "on-success"))
+		return 0;
+	if (!a->bitmap_mode && !incremental)
+		return 0;
+	if (node_exists(a->device) <= 0 || node_find_bitmap(a->device, a->bitmap, &b) || b.busy)
+		return 0;
+	return check_consistent(&b, e);
+}
+
 static int cmd_drive_backup(json_object *args, json_object **ret, struct qerr *e)
 {
 	struct backup_args a = {
@@ -406,6 +486,8 @@ static int cmd_drive_backup(json_object *args, json_object **ret, struct qerr *e
 	};
 	const char *oe;
 
+	if (backup_bitmap_inconsistent(&a, e))
+		return -1;
 	if (bool_arg(args, "compress", false))
 		return qerr_set(e, "Compression is not supported for this drive %s", a.device);
 	oe = str_arg(args, "on-source-error");
@@ -511,7 +593,8 @@ static int cmd_query_commands(json_object *args, json_object **ret, struct qerr 
 static const struct command commands[] = {
 	{ "query-version", cmd_query_version, { { 0 } } },
 	{ "query-commands", cmd_query_commands, { { 0 } } },
-	{ "bsync-device-add", cmd_device_add, { S("node-name"), S("origin"), B("zeroed") } },
+	{ "bsync-device-add", cmd_device_add,
+	  { S("node-name"), S("origin"), B("zeroed"), SO("metadata") } },
 	{ "bsync-device-remove", cmd_device_remove, { S("node-name") } },
 	{ "query-named-block-nodes", cmd_query_nodes, { B("flat") } },
 	{ "block-dirty-bitmap-add", cmd_bitmap_add,

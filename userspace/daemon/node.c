@@ -50,10 +50,35 @@ void node_names_free(char **names)
 	dmctl_names_free(names);
 }
 
+/* "<origin> [<#features> [zeroed] [alloc_granularity <bytes>] [metadata <dev>]]" */
+static void parse_table(const char *params, struct node_info *info)
+{
+	char *copy = strdup(params), *save = NULL, *tok;
+	unsigned int ma, mi, i = 0;
+
+	if (!copy)
+		return;
+	for (tok = strtok_r(copy, " ", &save); tok; tok = strtok_r(NULL, " ", &save), i++) {
+		if (i == 0 && sscanf(tok, "%u:%u", &ma, &mi) == 2) {
+			info->origin = makedev(ma, mi);
+		} else if (!strcmp(tok, "zeroed")) {
+			info->zeroed = true;
+		} else if (!strcmp(tok, "metadata")) {
+			tok = strtok_r(NULL, " ", &save);
+			if (tok && sscanf(tok, "%u:%u", &ma, &mi) == 2) {
+				info->has_metadata = true;
+				info->metadata = makedev(ma, mi);
+			}
+			if (!tok)
+				break;
+		}
+	}
+	free(copy);
+}
+
 int node_get_info(const char *name, struct node_info *info, char *err, size_t errlen)
 {
 	struct dmctl_table t;
-	unsigned int ma, mi;
 	char path[256];
 	struct stat st;
 	int r;
@@ -65,9 +90,7 @@ int node_get_info(const char *name, struct node_info *info, char *err, size_t er
 		return r;
 	}
 	info->size = t.length * 512;
-	if (sscanf(t.params, "%u:%u", &ma, &mi) == 2)
-		info->origin = makedev(ma, mi);
-	info->zeroed = strstr(t.params, "zeroed") != NULL;
+	parse_table(t.params, info);
 	dmctl_table_free(&t);
 	node_path(name, path, sizeof(path));
 	if (!stat(path, &st))
@@ -108,6 +131,10 @@ static void parse_fields(char *line, struct node_bitmap *b)
 			b->recording = atoi(eq);
 		else if (!strcmp(tok, "busy"))
 			b->busy = atoi(eq);
+		else if (!strcmp(tok, "persistent"))
+			b->persistent = atoi(eq);
+		else if (!strcmp(tok, "inconsistent"))
+			b->inconsistent = atoi(eq);
 	}
 }
 
@@ -166,47 +193,89 @@ int node_find_bitmap(const char *name, const char *bitmap, struct node_bitmap *o
 	return r;
 }
 
-int node_add(const char *name, const char *origin, bool zeroed, char *err, size_t errlen)
+/*
+ * Open what (a role: "origin", "metadata") at path: a block device of at
+ * least min bytes; its number and size.
+ */
+static int open_blockdev(const char *what, const char *path, uint64_t min, dev_t *dev,
+			 uint64_t *bytes, char *err, size_t errlen)
 {
-	char params[128];
-	uint64_t bytes;
 	struct stat st;
 	int fd, r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "Could not open '%s': %s", path, strerror(-r));
+		return r;
+	}
+	if (fstat(fd, &st) || !S_ISBLK(st.st_mode)) {
+		close(fd);
+		snprintf(err, errlen, "'%s' is not a block device", path);
+		return -ENOTBLK;
+	}
+	r = ioctl(fd, BLKGETSIZE64, bytes) ? -errno : 0;
+	close(fd);
+	if (r) {
+		snprintf(err, errlen, "cannot get the size of '%s': %s", path, strerror(-r));
+		return r;
+	}
+	if (*bytes < min) {
+		if (min <= 512)
+			snprintf(err, errlen, "'%s' is empty", path);
+		else
+			snprintf(err, errlen, "%s device '%s' is too small: %" PRIu64 " bytes, %" PRIu64
+				 " at least", what, path, *bytes, min);
+		return -EINVAL;
+	}
+	*dev = st.st_rdev;
+	return 0;
+}
+
+int node_add(const char *name, const char *origin, bool zeroed, const char *metadata,
+	     char *err, size_t errlen)
+{
+	char params[160];
+	uint64_t bytes, md_bytes;
+	dev_t odev, mdev = 0;
+	int r;
 
 	if (!*name || strlen(name) > NODE_NAME_MAX || strchr(name, '/') || name[0] == '.') {
 		snprintf(err, errlen, "Invalid node-name: '%s'", name);
 		return -EINVAL;
 	}
-	fd = open(origin, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		r = -errno;
-		snprintf(err, errlen, "Could not open '%s': %s", origin, strerror(-r));
+	r = open_blockdev("origin", origin, 512, &odev, &bytes, err, errlen);
+	if (r)
 		return r;
+	if (metadata) {
+		r = open_blockdev("metadata", metadata, NODE_METADATA_MIN, &mdev, &md_bytes, err, errlen);
+		if (r)
+			return r;
+		if (mdev == odev) {
+			snprintf(err, errlen, "metadata device '%s' is the origin '%s': "
+				 "the bitmaps need a block device of their own", metadata, origin);
+			return -EINVAL;
+		}
 	}
-	if (fstat(fd, &st) || !S_ISBLK(st.st_mode)) {
-		close(fd);
-		snprintf(err, errlen, "'%s' is not a block device", origin);
-		return -ENOTBLK;
-	}
-	r = ioctl(fd, BLKGETSIZE64, &bytes) ? -errno : 0;
-	close(fd);
-	if (r) {
-		snprintf(err, errlen, "cannot get the size of '%s': %s", origin, strerror(-r));
-		return r;
-	}
-	if (bytes < 512) {
-		snprintf(err, errlen, "'%s' is empty", origin);
-		return -EINVAL;
-	}
-	snprintf(params, sizeof(params), "%u:%u%s", major(st.st_rdev), minor(st.st_rdev),
-		 zeroed ? " 1 zeroed" : "");
+	snprintf(params, sizeof(params), "%u:%u", major(odev), minor(odev));
+	if (zeroed || metadata)
+		snprintf(params + strlen(params), sizeof(params) - strlen(params), " %d%s",
+			 zeroed + 2 * !!metadata, zeroed ? " zeroed" : "");
+	if (metadata)
+		snprintf(params + strlen(params), sizeof(params) - strlen(params), " metadata %u:%u",
+			 major(mdev), minor(mdev));
 	r = dmctl_create(name, bytes / 512, "bsync", params);
 	if (r) {
-		if (r == -EEXIST || r == -EBUSY)
+		if (r == -EEXIST || (r == -EBUSY && dmctl_exists(name) > 0))
 			snprintf(err, errlen, "a device named '%s' already exists", name);
+		else if (r == -EBUSY)
+			snprintf(err, errlen, "cannot create bsync device '%s': %s%s%s is in use "
+				 "(by another bsync device, a mount or another program)", name, origin,
+				 metadata ? " or " : "", metadata ? metadata : "");
 		else
 			snprintf(err, errlen, "cannot create bsync device '%s' over %s: %s"
-				 " (is dm-bsync loaded? see the kernel log)", name, origin, strerror(-r));
+				 " (is dm-bsync loaded?%s see the kernel log)", name, origin, strerror(-r),
+				 metadata ? " does the metadata device hold something else?" : "");
 	}
 	return r;
 }

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #define NODE_NAME_MAX 127
+#define NODE_METADATA_MIN (64 * 1024)	/* the kernel's minimum metadata device */
 #define BITMAP_NAME_MAX 1023
 
 struct node_bitmap {
@@ -20,6 +21,8 @@ struct node_bitmap {
 	bool anonymous;
 	uint64_t granularity, count;	/* bytes */
 	bool recording, busy;
+	bool persistent;		/* kept on the metadata device */
+	bool inconsistent;		/* may miss writes: only clear or remove */
 };
 
 struct node_info {
@@ -27,6 +30,8 @@ struct node_info {
 	dev_t origin;			/* origin device number */
 	dev_t dev;			/* the bsync device's number */
 	bool zeroed;
+	bool has_metadata;		/* "metadata <dev>" in the table */
+	dev_t metadata;			/* its number */
 };
 
 /* 1 if name is a bsync device, 0 if not, -errno. */
@@ -47,8 +52,12 @@ int node_find_bitmap(const char *name, const char *bitmap, struct node_bitmap *o
  */
 int node_message(const char *name, const char *msg, char **reply, char *err, size_t errlen);
 
-/* Create a bsync device over origin (a block device path). */
-int node_add(const char *name, const char *origin, bool zeroed, char *err, size_t errlen);
+/*
+ * Create a bsync device over origin (a block device path), keeping its
+ * persistent bitmaps on the block device metadata if not NULL.
+ */
+int node_add(const char *name, const char *origin, bool zeroed, const char *metadata,
+	     char *err, size_t errlen);
 int node_remove(const char *name, char *err, size_t errlen);
 
 /* /dev/mapper/<name> */
