@@ -80,7 +80,7 @@ expect 2 "bsyncctl: bitmap add: --granularity: '64Q' is not a size (a number wit
 expect 2 "bsyncctl: bitmap add: --granularity: '' is not a size (a number with an optional K, M or G suffix)" \
 	bitmap add $node x --granularity=
 expect 2 "bsyncctl: bitmap add: option '--granularity' needs a value" bitmap add $node x -g
-expect 2 "bsyncctl: bitmap add: unknown option '--persistent'" bitmap add $node x --persistent
+expect 2 "bsyncctl: device add: option '--metadata' needs a value" device add y /dev/null --metadata
 for v in remove clear enable disable; do
 	expect 2 "bsyncctl: bitmap $v: missing argument DEVICE" bitmap $v
 	expect 2 "bsyncctl: bitmap $v: missing argument NAME" bitmap $v $node
@@ -115,6 +115,8 @@ expect 1 "bsyncctl: bitmap add nope b: Cannot find device='nope' nor node-name='
 expect 1 "bsyncctl: bitmap add $node b: Bitmap already exists: b" bitmap add $node b
 expect 1 "bsyncctl: bitmap add $node c: Granularity must be power of 2 and at least 512" bitmap add $node c -g 3000
 expect 1 "bsyncctl: bitmap add $node c: Granularity must be at most 1 GiB on a bsync device" bitmap add $node c -g 2G
+expect 1 "bsyncctl: bitmap add $node x: Can't store persistent bitmaps to $node: Operation not supported" \
+	bitmap add $node x --persistent
 expect 1 "bsyncctl: bitmap add $node a/b: Bitmap name 'a/b': character '/' is not allowed on a bsync device (use letters, digits and _-.:+@)" \
 	bitmap add $node a/b
 for v in remove clear enable disable; do

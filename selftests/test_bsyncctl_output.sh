@@ -64,7 +64,7 @@ ok $? "bitmap list --json parses with json-c"
 expect_eq "a 65536 4194304 yes no
 fine 4096 0 no no" "$(json_bitmaps)" "bitmap list --json: names, granularity, count, recording, busy"
 expect_eq "$(json_bitmaps)" "$(table_bitmaps)" "bitmap list --bytes holds the same facts"
-expect_eq "out0    a          64 KiB  4 MiB  yes        no" "$(bsyncctl bitmap list $node | sed -n 2p)" \
+expect_eq "out0    a          64 KiB  4 MiB  yes        no    no          no" "$(bsyncctl bitmap list $node | sed -n 2p)" \
 	"bitmap list row in human units"
 
 bsyncctl backup $node "$dir/slow.qcow2" --sync incremental --bitmap a --speed 1M --no-auto-dismiss >/dev/null

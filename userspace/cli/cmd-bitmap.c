@@ -7,13 +7,13 @@
 
 #include "bsyncctl.h"
 
-enum { OPT_GRAN = 1, OPT_DISABLED };
+enum { OPT_GRAN = 1, OPT_DISABLED, OPT_PERSISTENT };
 
 struct add_opts {
 	struct cli *c;
 	const struct cli_cmd *cmd;
 	uint64_t gran;
-	bool have_gran, disabled;
+	bool have_gran, disabled, persistent;
 };
 
 static int add_opt(void *arg, int id, const char *val)
@@ -22,6 +22,10 @@ static int add_opt(void *arg, int id, const char *val)
 
 	if (id == OPT_DISABLED) {
 		o->disabled = true;
+		return 0;
+	}
+	if (id == OPT_PERSISTENT) {
+		o->persistent = true;
 		return 0;
 	}
 	if (parse_size(val, &o->gran))
@@ -37,6 +41,7 @@ int cmd_bitmap_add(struct cli *c, const struct cli_cmd *cmd, int argc, char **ar
 	static const struct cli_opt opts[] = {
 		{ "granularity", 'g', true, OPT_GRAN },
 		{ "disabled", 0, false, OPT_DISABLED },
+		{ "persistent", 0, false, OPT_PERSISTENT },
 		{ NULL, 0, false, 0 },
 	};
 	static const char *const names[] = { "DEVICE", "NAME" };
@@ -61,6 +66,8 @@ int cmd_bitmap_add(struct cli *c, const struct cli_cmd *cmd, int argc, char **ar
 		json_object_object_add(args, "granularity", json_object_new_int64((int64_t)o.gran));
 	if (o.disabled)
 		json_object_object_add(args, "disabled", json_object_new_boolean(true));
+	if (o.persistent)
+		json_object_object_add(args, "persistent", json_object_new_boolean(true));
 	r = conn_exec(c, "block-dirty-bitmap-add", args, &ret);
 	if (!r && c->json)
 		print_json(c, ret);
@@ -128,7 +135,7 @@ static int add_bitmap_rows(struct cli *c, struct table *t, json_object *node)
 		json_object *b = json_object_array_get_idx(bms, i);
 		const char *name = jstr(b, "name");
 		char gran[32], dirty[32];
-		const char *row[6];
+		const char *row[8];
 
 		if (c->quiet) {
 			if (name)
@@ -141,6 +148,8 @@ static int add_bitmap_rows(struct cli *c, struct table *t, json_object *node)
 		row[3] = fmt_size_c(c, (uint64_t)jint(b, "count"), dirty, sizeof(dirty));
 		row[4] = jbool(b, "recording") ? "yes" : "no";
 		row[5] = jbool(b, "busy") ? "yes" : "no";
+		row[6] = jbool(b, "persistent") ? "yes" : "no";
+		row[7] = jbool(b, "inconsistent") ? "yes" : "no";
 		if (table_add(t, row))
 			return -ENOMEM;
 	}
@@ -150,9 +159,9 @@ static int add_bitmap_rows(struct cli *c, struct table *t, json_object *node)
 int cmd_bitmap_list(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 {
 	static const char *const head[] = { "DEVICE", "NAME", "GRANULARITY", "DIRTY",
-					    "RECORDING", "BUSY" };
+					    "RECORDING", "BUSY", "PERSISTENT", "INCONSISTENT" };
 	static const enum align align[] = { ALIGN_LEFT, ALIGN_LEFT, ALIGN_RIGHT, ALIGN_RIGHT,
-					    ALIGN_LEFT, ALIGN_LEFT };
+					    ALIGN_LEFT, ALIGN_LEFT, ALIGN_LEFT, ALIGN_LEFT };
 	static const char *const names[] = { "DEVICE" };
 	json_object *ret, *sel;
 	const char *dev;
@@ -193,7 +202,7 @@ int cmd_bitmap_list(struct cli *c, const struct cli_cmd *cmd, int argc, char **a
 		json_object_put(sel);
 		return 0;
 	}
-	table_init(&t, 6, head, align);
+	table_init(&t, 8, head, align);
 	for (i = 0; i < json_object_array_length(sel) && !r; i++)
 		if (add_bitmap_rows(c, &t, json_object_array_get_idx(sel, i))) {
 			cli_error(c, "%s: %s", c->what, strerror(ENOMEM));

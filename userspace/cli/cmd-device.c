@@ -10,44 +10,66 @@
 
 #include "bsyncctl.h"
 
-enum { OPT_ZEROED = 1 };
+enum { OPT_ZEROED = 1, OPT_METADATA };
+
+struct device_add_opts {
+	bool zeroed;
+	const char *metadata;
+};
 
 static int device_opt(void *arg, int id, const char *val)
 {
-	bool *zeroed = arg;
+	struct device_add_opts *o = arg;
 
-	(void)val;
 	if (id == OPT_ZEROED)
-		*zeroed = true;
+		o->zeroed = true;
+	else if (id == OPT_METADATA)
+		o->metadata = val;
 	return 0;
+}
+
+/* The daemon resolves paths from its own directory: make path absolute. */
+static void device_abspath(const char *path, char *buf, size_t len)
+{
+	char real[PATH_MAX];
+
+	if (path[0] == '/' || !realpath(path, real))
+		snprintf(buf, len, "%s", path);
+	else
+		snprintf(buf, len, "%s", real);
 }
 
 int cmd_device_add(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 {
 	static const struct cli_opt opts[] = {
 		{ "zeroed", 0, false, OPT_ZEROED },
+		{ "metadata", 0, true, OPT_METADATA },
 		{ NULL, 0, false, 0 },
 	};
 	static const char *const names[] = { "NAME", "ORIGIN" };
-	char origin[PATH_MAX], **pos;
-	bool zeroed = false;
+	char origin[PATH_MAX], metadata[PATH_MAX], **pos;
+	struct device_add_opts o = { 0 };
 	json_object *args, *ret;
 	int n, r;
 
-	r = cli_parse(c, cmd, argc, argv, opts, device_opt, &zeroed, &pos, &n);
+	r = cli_parse(c, cmd, argc, argv, opts, device_opt, &o, &pos, &n);
 	if (!r)
 		r = cli_want_args(c, cmd, n, 2, 2, names);
 	if (r)
 		return r;
-	/* The daemon resolves paths from its own directory. */
-	if (pos[1][0] == '/' || !realpath(pos[1], origin))
-		snprintf(origin, sizeof(origin), "%s", pos[1]);
+	if (o.metadata && !o.metadata[0])
+		return cli_usage_error(c, cmd, "--metadata: no device given");
+	device_abspath(pos[1], origin, sizeof(origin));
 	cli_set_what(c, "device add %s", pos[0]);
 	args = json_object_new_object();
 	json_object_object_add(args, "node-name", json_object_new_string(pos[0]));
 	json_object_object_add(args, "origin", json_object_new_string(origin));
-	if (zeroed)
+	if (o.zeroed)
 		json_object_object_add(args, "zeroed", json_object_new_boolean(true));
+	if (o.metadata) {
+		device_abspath(o.metadata, metadata, sizeof(metadata));
+		json_object_object_add(args, "metadata", json_object_new_string(metadata));
+	}
 	r = conn_exec(c, "bsync-device-add", args, &ret);
 	if (!r && c->json)
 		print_json(c, ret);

@@ -11,7 +11,7 @@
 #define SIZE_NOTE "SIZE takes a K, M, G or T suffix (powers of 1024): 64K, 1M, 2G.\n"
 
 const struct cli_cmd cli_cmds[] = {
-	{ "device", "add", "NAME ORIGIN [--zeroed]",
+	{ "device", "add", "NAME ORIGIN [--zeroed] [--metadata DEV]",
 	  "create a bsync device NAME over the block device ORIGIN",
 	  "Creates /dev/mapper/NAME, a bsync device stacked on ORIGIN, that\n"
 	  "records written clusters in its dirty bitmaps. Put the guest or the\n"
@@ -19,20 +19,26 @@ const struct cli_cmd cli_cmds[] = {
 	  "directly are not seen.\n"
 	  "\n"
 	  "Options:\n"
-	  "  --zeroed   ORIGIN reads as zeroes everywhere (a new thin LV, a\n"
-	  "             discarded disk): backups skip what was never written\n",
+	  "  --zeroed         ORIGIN reads as zeroes everywhere (a new thin LV, a\n"
+	  "                   discarded disk): backups skip what was never written\n"
+	  "  --metadata DEV   keep persistent bitmaps on the block device DEV (a\n"
+	  "                   small partition or LV of its own, 64 KiB at least;\n"
+	  "                   a blank one is formatted): they survive device\n"
+	  "                   removal, reboots and crashes\n",
 	  cmd_device_add },
 	{ "device", "remove", "NAME",
-	  "remove a bsync device (its bitmaps are lost)",
+	  "remove a bsync device (its bitmaps are lost, except persistent ones)",
 	  "Removes /dev/mapper/NAME; ORIGIN keeps the data. The device's dirty\n"
-	  "bitmaps are gone with it: the next backup must be a full one.\n",
+	  "bitmaps are gone with it (the next backup must be a full one), except\n"
+	  "the persistent ones: they stay on the metadata device and come back\n"
+	  "when a device is made again over the same ORIGIN and metadata device.\n",
 	  cmd_device_remove },
 	{ "device", "list", "[-q]",
 	  "list the bsync devices",
 	  "Columns: NAME, SIZE, BITMAPS (how many), PATH.\n"
 	  "  -q, --quiet   names only, one a line\n",
 	  cmd_device_list },
-	{ "bitmap", "add", "DEVICE NAME [--granularity SIZE] [--disabled]",
+	{ "bitmap", "add", "DEVICE NAME [--granularity SIZE] [--disabled] [--persistent]",
 	  "add a dirty bitmap to a device",
 	  "The bitmap records every cluster written from now on.\n"
 	  "\n"
@@ -40,6 +46,8 @@ const struct cli_cmd cli_cmds[] = {
 	  "  -g, --granularity SIZE   cluster size, a power of two from 512 to 1G\n"
 	  "                           (default 64K)\n"
 	  "  --disabled               do not record until 'bitmap enable'\n"
+	  "  --persistent             keep it on the device's metadata device (see\n"
+	  "                           'device add --metadata'; 16 at most)\n"
 	  "\n"
 	  "NAME: up to 127 characters from A-Z a-z 0-9 _ - . : + @\n"
 	  SIZE_NOTE,
@@ -47,9 +55,10 @@ const struct cli_cmd cli_cmds[] = {
 	{ "bitmap", "remove", "DEVICE NAME", "remove a dirty bitmap",
 	  "Fails while a backup uses the bitmap.\n", cmd_bitmap_simple },
 	{ "bitmap", "clear", "DEVICE NAME", "clear every bit of a dirty bitmap",
-	  "Fails while a backup uses the bitmap.\n", cmd_bitmap_simple },
+	  "Fails while a backup uses the bitmap. An inconsistent bitmap becomes\n"
+	  "consistent again (take a full backup next).\n", cmd_bitmap_simple },
 	{ "bitmap", "enable", "DEVICE NAME", "start recording writes in a bitmap",
-	  "Fails while a backup uses the bitmap.\n", cmd_bitmap_simple },
+	  "Fails while a backup uses the bitmap, or if it is inconsistent.\n", cmd_bitmap_simple },
 	{ "bitmap", "disable", "DEVICE NAME", "stop recording writes in a bitmap",
 	  "The bitmap keeps its bits. Fails while a backup uses the bitmap.\n",
 	  cmd_bitmap_simple },
@@ -61,9 +70,11 @@ const struct cli_cmd cli_cmds[] = {
 	{ "bitmap", "list", "[DEVICE] [-b] [-q]",
 	  "list dirty bitmaps",
 	  "Columns: DEVICE, NAME, GRANULARITY, DIRTY (bytes of dirty clusters),\n"
-	  "RECORDING, BUSY (a backup uses it). While a backup runs, the bitmap's\n"
-	  "successor, which records the writes made since the backup started,\n"
-	  "is listed after it with NAME '-'.\n"
+	  "RECORDING, BUSY (a backup uses it), PERSISTENT (kept on the metadata\n"
+	  "device), INCONSISTENT (it may miss writes after a metadata failure:\n"
+	  "only 'bitmap clear' or 'bitmap remove' apply). While a backup runs,\n"
+	  "the bitmap's successor, which records the writes made since the\n"
+	  "backup started, is listed after it with NAME '-'.\n"
 	  "\n"
 	  "  -b, --bytes   sizes as byte counts\n"
 	  "  -q, --quiet   names only, one a line\n",

@@ -88,6 +88,11 @@ int conn_exec(struct cli *c, const char *cmd, json_object *args, json_object **r
 	if (!r)
 		return 0;
 	cli_error(c, "%s: %s", c->what, err);
+	/* QEMU's hint for this error, which QMP does not carry */
+	if (r == -EREMOTEIO && strstr(err, "is inconsistent and cannot be used"))
+		fputs("hint: the bitmap may miss writes: 'bsyncctl bitmap clear' makes it usable again\n"
+		      "(the next backup must then be full), 'bsyncctl bitmap remove' deletes it\n",
+		      c->err);
 	if (r == -EREMOTEIO)
 		return EXIT_FAILED;
 	return EXIT_PROTOCOL;
