@@ -936,6 +936,7 @@ static void dump_json(const struct md *m, FILE *out)
 			json_object *e = json_object_new_object(), *ext;
 
 			json_object_object_add(e, "name", json_object_new_string(b->name));
+			json_object_object_add(e, "offset", json_object_new_int64((int64_t)b->offset));
 			json_object_object_add(e, "granularity", json_object_new_int64(512LL << b->shift));
 			json_object_object_add(e, "count", json_object_new_int64((int64_t)(b->dirty << b->shift << 9)));
 			json_object_object_add(e, "recording", json_object_new_boolean(b->flags & BSYNC_MD_BM_RECORDING));
