@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,8 +30,10 @@
 #include "qcow2.h"
 #include "store.h"
 
-#define CHUNK (4u << 20)		/* bytes per read request */
+#define CHUNK (4u << 20)		/* bytes per read request (at least a cluster) */
 #define ZERO_CHUNK (64u << 20)		/* bytes per zero/skip step */
+#define QDEPTH 8			/* reads in flight, one reader thread each */
+#define QBYTES (32u << 20)		/* at most this much read ahead */
 #define BACKUP_CLUSTER_MIN (64u << 10)	/* QEMU's BACKUP_CLUSTER_SIZE_DEFAULT */
 #define SNAP_PREFIX "bsyncd-snap-"
 
@@ -309,11 +312,43 @@ static bool all_zero(const char *p, size_t n)
 	return true;
 }
 
+/*
+ * Reads in flight: slot i of the ring is served by reader thread i.  The
+ * job thread fills slots in copy order and consumes them in the same order,
+ * so reads of scattered clusters overlap each other and the image writes,
+ * while the image (not thread-safe) is only ever written by the job thread.
+ */
+enum slot_state { SLOT_IDLE, SLOT_QUEUED, SLOT_DONE };
+
+struct slot {
+	uint64_t off, len;
+	bool read;
+	enum slot_state state;
+	int err;		/* 0 or -errno of the read */
+	char *buf;		/* step bytes, 4 KiB aligned */
+	bool *zero;		/* per cluster of buf: reads as zeroes */
+	struct readers *rd;
+	pthread_t thread;
+};
+
+struct readers {
+	pthread_mutex_t mu;
+	pthread_cond_t work, done;
+	struct slot slot[QDEPTH];
+	int depth, nthreads;
+	bool quit;
+	int fd;
+	uint64_t cluster;
+};
+
 struct copier {
 	struct backup_job *b;
 	int fd;
 	char *buf;
+	bool *zero;
+	uint64_t step;		/* read request size: max(CHUNK, cluster) */
 	int reads;
+	bool limited;		/* speed set: one read at a time */
 	struct timespec rl_start;
 	uint64_t rl_bytes;
 	/* copied ranges not yet told to the kernel (one message for many) */
@@ -321,6 +356,9 @@ struct copier {
 	size_t done_len;
 	uint64_t run_off, run_len, done_bytes;
 	struct timespec t0;
+	double t_wait, t_put;	/* seconds waiting for reads, writing the image */
+	double t_done;		/* seconds in session_done messages (within t_put) */
+	int ndone;
 };
 
 static double elapsed(const struct timespec *t0)
@@ -350,6 +388,7 @@ static bool rate_limit(struct copier *c, uint64_t bytes)
 		clock_gettime(CLOCK_MONOTONIC, &c->rl_start);
 		c->rl_bytes = 0;
 	}
+	c->limited = job->speed != 0;
 	stop = job->cancelled;
 	daemon_unlock();
 	return stop;
@@ -358,6 +397,7 @@ static bool rate_limit(struct copier *c, uint64_t bytes)
 /* Tell the kernel what was copied: session_done with every pending range. */
 static int done_flush(struct copier *c)
 {
+	struct timespec t;
 	char err[256];
 	int r;
 
@@ -368,7 +408,10 @@ static int done_flush(struct copier *c)
 	}
 	if (!c->done_len)
 		return 0;
+	clock_gettime(CLOCK_MONOTONIC, &t);
 	r = node_message(c->b->node, c->done_msg, NULL, err, sizeof(err));
+	c->t_done += elapsed(&t);
+	c->ndone++;
 	if (r)
 		fprintf(stderr, "bsyncd: job %s: %s\n", c->b->job.id, err);
 	c->done_len = 0;
@@ -421,23 +464,29 @@ static void progress(struct backup_job *b, uint64_t n)
 	daemon_unlock();
 }
 
-/* Write what was read at off: zero clusters as zero flags, the rest as data. */
-static int write_out(struct backup_job *b, const char *buf, uint64_t off, uint64_t len)
+/* Which clusters of buf (len bytes read at a cluster boundary) read as zeroes. */
+static void zero_map(const char *buf, uint64_t len, uint64_t cluster, bool *zero)
 {
-	uint64_t i = 0;
+	uint64_t i;
+
+	for (i = 0; i < len; i += cluster)
+		*zero++ = all_zero(buf + i, len - i < cluster ? len - i : cluster);
+}
+
+/* Write what was read at off: zero clusters as zero flags, the rest as data. */
+static int write_out(struct backup_job *b, const char *buf, const bool *zero, uint64_t off,
+		     uint64_t len)
+{
+	uint64_t i = 0, k = 0;
 
 	while (i < len) {
-		uint64_t n = len - i < b->cluster ? len - i : b->cluster;
-		bool z = all_zero(buf + i, n);
-		uint64_t j = i + n;
+		bool z = zero[k];
+		uint64_t j = i;
 		int r;
 
-		while (j < len) {
-			uint64_t m = len - j < b->cluster ? len - j : b->cluster;
-
-			if (all_zero(buf + j, m) != z)
-				break;
-			j += m;
+		while (j < len && zero[k] == z) {
+			j += len - j < b->cluster ? len - j : b->cluster;
+			k++;
 		}
 		r = z ? qcow2_write_zero(b->img, off + i, j - i) :
 			qcow2_write_cluster(b->img, off + i, buf + i, j - i);
@@ -448,33 +497,14 @@ static int write_out(struct backup_job *b, const char *buf, uint64_t off, uint64
 	return 0;
 }
 
-/* Copy one range; 0, or -errno with *is_read telling which side failed. */
-static int copy_range(struct copier *c, uint64_t off, uint64_t len, bool rd, bool *is_read)
+/* A range is read (or known unallocated): into the image, tell the kernel. */
+static int put_range(struct copier *c, uint64_t off, uint64_t len, bool rd, const char *buf,
+		     const bool *zero)
 {
 	struct backup_job *b = c->b;
 	int r;
 
-	*is_read = false;
-	if (!rd) {
-		r = qcow2_write_zero(b->img, off, len);
-	} else {
-		uint64_t alen = (len + 4095) & ~4095ull;	/* O_DIRECT: whole blocks */
-		ssize_t n;
-
-		*is_read = true;
-		c->reads++;
-		if (b->inject_skip >= 0 && c->reads == b->inject_skip + 1) {
-			b->inject_skip = -1;
-			return -b->inject_errno;
-		}
-		n = pread(c->fd, c->buf, alen, (off_t)off);
-		if (n < 0)
-			return -errno;
-		if ((uint64_t)n < len)
-			return -EIO;
-		*is_read = false;
-		r = write_out(b, c->buf, off, len);
-	}
+	r = rd ? write_out(b, buf, zero, off, len) : qcow2_write_zero(b->img, off, len);
 	if (r)
 		return r;
 	r = session_done(c, off, len);
@@ -484,31 +514,199 @@ static int copy_range(struct copier *c, uint64_t off, uint64_t len, bool rd, boo
 	return 0;
 }
 
+/* The injected read error, if this is the read it is for (0 otherwise). */
+static int injected(struct copier *c)
+{
+	struct backup_job *b = c->b;
+
+	c->reads++;
+	if (b->inject_skip >= 0 && c->reads == b->inject_skip + 1) {
+		b->inject_skip = -1;
+		return -b->inject_errno;
+	}
+	return 0;
+}
+
+/* Read len bytes at off from the view into buf (O_DIRECT: whole blocks). */
+static int read_view(int fd, char *buf, uint64_t off, uint64_t len)
+{
+	uint64_t alen = (len + 4095) & ~4095ull;
+	ssize_t n = pread(fd, buf, alen, (off_t)off);
+
+	if (n < 0)
+		return -errno;
+	return (uint64_t)n < len ? -EIO : 0;
+}
+
+/* Copy one range, synchronously; 0, or -errno with *is_read telling which side failed. */
+static int copy_range(struct copier *c, uint64_t off, uint64_t len, bool rd, bool *is_read)
+{
+	int r = 0;
+
+	*is_read = rd;
+	if (rd) {
+		r = injected(c);
+		if (!r)
+			r = read_view(c->fd, c->buf, off, len);
+		if (r)
+			return r;
+		zero_map(c->buf, len, c->b->cluster, c->zero);
+	}
+	*is_read = false;
+	return put_range(c, off, len, rd, c->buf, c->zero);
+}
+
+static void *reader_thread(void *arg)
+{
+	struct slot *s = arg;
+	struct readers *rd = s->rd;
+
+	pthread_mutex_lock(&rd->mu);
+	for (;;) {
+		while (!rd->quit && s->state != SLOT_QUEUED)
+			pthread_cond_wait(&rd->work, &rd->mu);
+		if (s->state != SLOT_QUEUED)	/* quit */
+			break;
+		pthread_mutex_unlock(&rd->mu);
+		s->err = read_view(rd->fd, s->buf, s->off, s->len);
+		if (!s->err)
+			zero_map(s->buf, s->len, rd->cluster, s->zero);
+		pthread_mutex_lock(&rd->mu);
+		s->state = SLOT_DONE;
+		pthread_cond_signal(&rd->done);
+	}
+	pthread_mutex_unlock(&rd->mu);
+	return NULL;
+}
+
+/* Stop and free the readers; waits for reads in flight. */
+static void readers_stop(struct readers *rd)
+{
+	int i;
+
+	pthread_mutex_lock(&rd->mu);
+	rd->quit = true;
+	pthread_cond_broadcast(&rd->work);
+	pthread_mutex_unlock(&rd->mu);
+	for (i = 0; i < rd->nthreads; i++)
+		pthread_join(rd->slot[i].thread, NULL);
+	for (i = 0; i < rd->depth; i++) {
+		free(rd->slot[i].buf);
+		free(rd->slot[i].zero);
+	}
+	pthread_cond_destroy(&rd->work);
+	pthread_cond_destroy(&rd->done);
+	pthread_mutex_destroy(&rd->mu);
+}
+
+static int readers_start(struct readers *rd, const struct copier *c)
+{
+	int i, r = 0;
+
+	memset(rd, 0, sizeof(*rd));
+	rd->fd = c->fd;
+	rd->cluster = c->b->cluster;
+	rd->depth = (int)(QBYTES / c->step);
+	if (rd->depth > QDEPTH)
+		rd->depth = QDEPTH;
+	if (rd->depth < 2)
+		rd->depth = 2;
+	pthread_mutex_init(&rd->mu, NULL);
+	pthread_cond_init(&rd->work, NULL);
+	pthread_cond_init(&rd->done, NULL);
+	for (i = 0; i < rd->depth; i++) {
+		struct slot *s = &rd->slot[i];
+
+		s->rd = rd;
+		if (posix_memalign((void **)&s->buf, 4096, c->step))
+			s->buf = NULL;
+		s->zero = calloc(c->step / c->b->cluster, sizeof(bool));
+		if (!s->buf || !s->zero)
+			r = -ENOMEM;
+	}
+	for (i = 0; !r && i < rd->depth; i++) {
+		r = -pthread_create(&rd->slot[i].thread, NULL, reader_thread, &rd->slot[i]);
+		if (!r)
+			rd->nthreads++;
+	}
+	if (r)
+		readers_stop(rd);
+	return r;
+}
+
+/*
+ * Copy the runs in order, up to depth reads in flight (one while the job
+ * is rate-limited, so that it reads no faster than its speed).  A read
+ * error stops the copy at that range: what was copied before it is in the
+ * image and told to the kernel; reads after it are dropped.
+ */
 static int copy_runs(struct copier *c, bool *is_read)
 {
 	struct backup_job *b = c->b;
-	size_t i;
+	struct readers rd;
+	size_t i = 0;
+	uint64_t pos = b->nruns ? b->runs[0].off : 0;
+	int head = 0, inflight = 0, r;
 
-	for (i = 0; i < b->nruns; i++) {
-		const struct run *rn = &b->runs[i];
-		uint64_t pos = rn->off, end = rn->off + rn->len;
+	r = readers_start(&rd, c);
+	if (r)
+		return r;
+	for (;;) {
+		struct timespec t;
+		struct slot *s;
 
-		while (pos < end) {
-			uint64_t step = rn->read ? CHUNK : ZERO_CHUNK;
-			uint64_t n = end - pos < step ? end - pos : step;
-			int r;
+		if (job_pause_point(&b->job))
+			break;
+		/* issue, in copy order, as far as the ring and the rate allow */
+		while (i < b->nruns && inflight < (c->limited ? 1 : rd.depth)) {
+			const struct run *rn = &b->runs[i];
+			uint64_t step = rn->read ? c->step : ZERO_CHUNK;
+			uint64_t n = rn->off + rn->len - pos < step ? rn->off + rn->len - pos : step;
 
-			if (job_pause_point(&b->job))
-				return 0;
-			r = copy_range(c, pos, n, rn->read, is_read);
-			if (r)
-				return r;
+			s = &rd.slot[(head + inflight) % rd.depth];
+			s->off = pos;
+			s->len = n;
+			s->read = rn->read;
+			s->err = rn->read ? injected(c) : 0;
+			pthread_mutex_lock(&rd.mu);
+			s->state = s->read && !s->err ? SLOT_QUEUED : SLOT_DONE;
+			pthread_cond_broadcast(&rd.work);
+			pthread_mutex_unlock(&rd.mu);
+			inflight++;
 			pos += n;
-			if (rate_limit(c, rn->read ? n : 0))
-				return 0;
+			if (pos == rn->off + rn->len && ++i < b->nruns)
+				pos = b->runs[i].off;
 		}
+		if (!inflight)
+			break;
+		/* consume the oldest */
+		s = &rd.slot[head];
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		pthread_mutex_lock(&rd.mu);
+		while (s->state != SLOT_DONE)
+			pthread_cond_wait(&rd.done, &rd.mu);
+		pthread_mutex_unlock(&rd.mu);
+		c->t_wait += elapsed(&t);
+		if (s->err) {
+			*is_read = true;
+			r = s->err;
+			break;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		r = put_range(c, s->off, s->len, s->read, s->buf, s->zero);
+		c->t_put += elapsed(&t);
+		if (r) {
+			*is_read = false;
+			break;
+		}
+		s->state = SLOT_IDLE;
+		head = (head + 1) % rd.depth;
+		inflight--;
+		if (rate_limit(c, s->read ? s->len : 0))
+			break;
 	}
-	return 0;
+	readers_stop(&rd);
+	return r;
 }
 
 /* sync=none: copy what copy-before-write preserved, until cancelled. */
@@ -538,8 +736,8 @@ static int copy_preserved(struct copier *c, bool *is_read)
 			daemon_lock();
 			b->job.len += len;
 			daemon_unlock();
-			for (p = off; p < off + len && !r; p += CHUNK) {
-				uint64_t n = off + len - p < CHUNK ? off + len - p : CHUNK;
+			for (p = off; p < off + len && !r; p += c->step) {
+				uint64_t n = off + len - p < c->step ? off + len - p : c->step;
 
 				r = copy_range(c, p, n, true, is_read);
 			}
@@ -601,10 +799,15 @@ static int backup_run(struct job *job)
 		is_read = true;
 		goto out;
 	}
-	if (posix_memalign((void **)&c.buf, 4096, CHUNK)) {
+	c.step = b->cluster > CHUNK ? b->cluster : CHUNK;
+	c.zero = calloc(c.step / b->cluster, sizeof(bool));
+	if (posix_memalign((void **)&c.buf, 4096, c.step) || !c.zero) {
 		r = -ENOMEM;
 		goto out;
 	}
+	daemon_lock();
+	c.limited = job->speed != 0;
+	daemon_unlock();
 	r = b->sync == SYNC_NONE ? copy_preserved(&c, &is_read) : copy_runs(&c, &is_read);
 	{
 		/* what reached the image counts, even when the job failed */
@@ -617,12 +820,15 @@ static int backup_run(struct job *job)
 	}
 	if (!r)
 		r = check_session(b, &is_read);
-	fprintf(stderr, "bsyncd: job %s: %s after %.3f s, %" PRIu64 " of %" PRIu64 " bytes, %d reads\n",
-		job->id, r ? strerror(-r) : "copied", elapsed(&c.t0), job->offset, job->len, c.reads);
+	fprintf(stderr, "bsyncd: job %s: %s after %.3f s, %" PRIu64 " of %" PRIu64
+		" bytes, %d reads (%.3f s waiting for reads, %.3f s writing the image, of which %.3f s in %d session_done)\n",
+		job->id, r ? strerror(-r) : "copied", elapsed(&c.t0), job->offset, job->len, c.reads,
+		c.t_wait, c.t_put, c.t_done, c.ndone);
 out:
 	if (c.fd >= 0)
 		close(c.fd);
 	free(c.buf);
+	free(c.zero);
 	daemon_lock();
 	if (!r && job->cancelled)
 		r = -ECANCELED;
