@@ -889,7 +889,7 @@ struct bsync_msg {
 };
 
 static const struct bsync_msg bsync_msgs[] = {
-	{ "add",		1, 3,		msg_add },
+	{ "add",		1, 4,		msg_add },
 	{ "remove",		1, 1,		msg_remove },
 	{ "clear",		1, 1,		msg_set_state },
 	{ "enable",		1, 1,		msg_set_state },
