@@ -38,7 +38,8 @@ const struct cli_cmd cli_cmds[] = {
 	  "Columns: NAME, SIZE, BITMAPS (how many), PATH.\n"
 	  "  -q, --quiet   names only, one a line\n",
 	  cmd_device_list },
-	{ "bitmap", "add", "DEVICE NAME [--granularity SIZE] [--disabled] [--persistent]",
+	{ "bitmap", "add", "DEVICE NAME [--granularity SIZE] [--disabled]\n"
+	  "         [--persistent]",
 	  "add a dirty bitmap to a device",
 	  "The bitmap records every cluster written from now on.\n"
 	  "\n"
