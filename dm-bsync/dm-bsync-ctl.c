@@ -932,8 +932,8 @@ found:
 	}
 	mutex_lock(&bt->st->lock);
 	r = m->fn(bt, argc - 1, argv + 1, result, maxlen);
-	mutex_unlock(&bt->st->lock);
 	bsync_persist_retry(bt->st);
+	mutex_unlock(&bt->st->lock);
 	return r;
 }
 

@@ -205,11 +205,12 @@ int bsync_persist_commit(struct bsync_state *st, struct dm_target *ti)
 	return r;
 }
 
-/* Try again to get inconsistent flags onto the disk. Any context that sleeps. */
+/* Try again to get inconsistent flags onto the disk. Caller holds st->lock. */
 void bsync_persist_retry(struct bsync_state *st)
 {
 	struct bsync_persist *p = st->persist;
 
+	lockdep_assert_held(&st->lock);
 	if (!p || !READ_ONCE(p->flags_pending))
 		return;
 	mutex_lock(&p->io_lock);
