@@ -48,7 +48,7 @@ rand_writes() { # N
 	done
 }
 reload_module() {
-	rmmod dm_bsync && insmod "$top/build/kmod/$(uname -r)/dm-bsync.ko"
+	rmmod dm_bsync && insmod "${BSYNC_MODULE:-$top/build/kmod/$(uname -r)/dm-bsync.ko}"
 }
 events() { dm info -c --noheadings -o events $dev; }
 
@@ -80,6 +80,27 @@ dm message $dev 0 add tiny 512 persistent 2>/dev/null
 ok $((! $?)) "a bitmap too big for a 64 KiB metadata device is refused"
 dm message $dev 0 add fits 64k persistent
 ok $? "one that fits is accepted"
+dm remove $dev
+
+# --- a crash image: the metadata and origin copied while the device is
+# live, after its writes completed and before any commit, load with the
+# log replayed: every write is in every bitmap.
+slice() { # name offset-MiB size-MiB
+	echo "0 $(($3 * 2048)) linear $mdisk $(($2 * 2048))" | dm create "$1" && dm mknodes "$1"
+}
+md_wipe
+create && dm message $dev 0 add c4k 4k persistent && dm message $dev 0 add c64k persistent
+rand_writes 40
+live=$(snapshot)
+slice bt-md2 16 16 && slice bt-ocopy 128 128
+dd if=/dev/mapper/bt-md of=/dev/mapper/bt-md2 bs=1M oflag=direct status=none &&
+	dd if=/dev/mapper/$dev of=/dev/mapper/bt-ocopy bs=1M iflag=direct oflag=direct status=none
+ok $? "copy metadata and origin of the live device"
+echo "0 $sectors bsync /dev/mapper/bt-ocopy 2 metadata /dev/mapper/bt-md2" | dm create bt-crashimg
+ok $? "load the crash image"
+expect_eq "$(echo "$live" | sed 's/busy=[01]//')" \
+	"$(dev=bt-crashimg; snapshot | sed 's/busy=[01]//')" "the replayed log holds every write"
+dm remove bt-crashimg; dm remove bt-md2; dm remove bt-ocopy
 dm remove $dev
 
 # --- clean persistence: remove, rmmod, load again
