@@ -81,7 +81,7 @@ struct bsync_md_log_record {
 };
 
 struct bsync_md_log_header {
-	__le32 csum;		/* of the whole block, from the next field on */
+	__le32 csum;		/* from the next field to the last record; the rest is unused */
 	__le32 magic;
 	__le64 generation;	/* of the superblock whose log this continues */
 	__le64 seq;		/* 0, 1, ...: index in the log */

@@ -47,10 +47,21 @@ static u32 md_csum(const void *p, size_t len)
 	return ~crc32c(~0U, p, len);
 }
 
-/* A superblock's or log block's checksum covers all but its first field. */
+/* A superblock's checksum covers all but its first field. */
 static u32 block_csum(const void *block)
 {
 	return md_csum((const u8 *)block + sizeof(__le32), BSYNC_MD_BLOCK_SIZE - sizeof(__le32));
+}
+
+/* A log block's, its header after the checksum and its records: the rest is unused. */
+static size_t log_used(u32 nr_records)
+{
+	return sizeof(struct bsync_md_log_header) + nr_records * sizeof(struct bsync_md_log_record);
+}
+
+static u32 log_csum(const struct bsync_md_log_header *h, u32 nr_records)
+{
+	return md_csum((const u8 *)h + sizeof(__le32), log_used(nr_records) - sizeof(__le32));
 }
 
 /*
@@ -474,8 +485,7 @@ static int replay_log(struct bsync_md *md, struct list_head *bitmaps)
 		if (le32_to_cpu(h->magic) != BSYNC_MD_LOG_MAGIC ||
 		    le64_to_cpu(h->generation) != gen ||
 		    le64_to_cpu(h->seq) != seq || h->nonce != md->sb->nonce ||
-		    nr > BSYNC_MD_LOG_RECORDS ||
-		    le32_to_cpu(h->csum) != block_csum(h))
+		    nr > BSYNC_MD_LOG_RECORDS || le32_to_cpu(h->csum) != log_csum(h, nr))
 			break;
 		rec = (void *)(h + 1);
 		for (i = 0; i < nr; i++) {
@@ -499,7 +509,9 @@ static int replay_log(struct bsync_md *md, struct list_head *bitmaps)
 	for (seq = 0; seq < n; seq++) {
 		h = (void *)(buf + (seq << BSYNC_MD_BLOCK_SHIFT));
 		if (le32_to_cpu(h->magic) == BSYNC_MD_LOG_MAGIC && h->nonce == md->sb->nonce &&
-		    le64_to_cpu(h->generation) > gen && le32_to_cpu(h->csum) == block_csum(h)) {
+		    le64_to_cpu(h->generation) > gen &&
+		    le32_to_cpu(h->nr_records) <= BSYNC_MD_LOG_RECORDS &&
+		    le32_to_cpu(h->csum) == log_csum(h, le32_to_cpu(h->nr_records))) {
 			DMERR("%s: metadata log newer than its superblock: bitmaps inconsistent",
 			      md->name);
 			r = -ESTALE;
@@ -691,7 +703,7 @@ int bsync_md_log(struct bsync_md *md, const struct bsync_md_log_record *recs,
 		h->nr_records = cpu_to_le32(n);
 		h->nonce = md->sb->nonce;
 		memcpy(h + 1, recs, n * sizeof(*recs));
-		h->csum = cpu_to_le32(block_csum(h));
+		h->csum = cpu_to_le32(log_csum(h, n));
 	}
 	r = md_write_verified(md, REQ_FUA, le64_to_cpu(md->sb->log_start) + md->next_seq,
 			      buf, blocks);

@@ -299,7 +299,7 @@ int bsync_persist_create(struct bsync_state *st, dev_t dev, const char *name,
 	bio_list_init(&p->waiting);
 	INIT_WORK(&p->work, persist_work);
 	p->recs = kvmalloc_array(PERSIST_BATCH, sizeof(*p->recs), GFP_KERNEL);
-	p->wq = alloc_workqueue("bsync-md", WQ_MEM_RECLAIM | WQ_HIGHPRI, 0);
+	p->wq = alloc_workqueue("bsync-md", WQ_MEM_RECLAIM, 0);
 	if (!p->recs || !p->wq) {
 		*error = "Cannot allocate metadata state";
 		r = -ENOMEM;
