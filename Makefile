@@ -4,6 +4,7 @@
 #   make check        lint, host unit tests (ASan/UBSan) and guest selftests
 #   make check-debug  guest selftests on a KASAN/lockdep kernel built from linux-source-6.1
 #   make bench        benchmarks in one deterministic guest boot (results in out/)
+#   make crash-test   persistent bitmaps across 20 SIGKILLed guests (KILLS=N)
 #   make lint         checkpatch --strict on kernel sources, cppcheck on userspace
 #   make deps         install every package (same as scripts/setup)
 #
@@ -16,7 +17,7 @@ KSRC_TAR ?= $(firstword $(wildcard /usr/src/linux-source-6.1.tar.xz))
 TOOLS := build/ksrc
 
 .PHONY: all module modules-all userspace selftests check check-unit check-guest check-debug \
-	bench lint deps clean tools
+	bench crash-test lint deps clean tools
 
 all: modules-all userspace selftests
 
@@ -61,6 +62,10 @@ check-debug: tools
 
 bench: all
 	scripts/bench
+
+# Crash safety of persistent bitmaps: 20 guests SIGKILLed at random moments.
+crash-test: all
+	scripts/crash-test --kills $(or $(KILLS),20)
 
 lint: tools
 	perl $(TOOLS)/scripts/checkpatch.pl --strict --no-tree --terse --show-types \
