@@ -173,18 +173,14 @@ void bsync_persist_defer(struct bsync_state *st, struct bio *bio)
  */
 
 /*
- * Commit the persistent bitmaps as they are in memory. Writes are
- * quiesced, so everything they dirtied is either durable already or in
- * a bitmap that is inconsistent anyway. An error leaves them inconsistent.
+ * The durable copies take the bits in memory, a frozen bitmap's successor
+ * included: with writes quiesced, whatever they dirtied is durable already,
+ * or in a bitmap that is inconsistent anyway. Caller holds io_lock.
  */
-int bsync_persist_commit(struct bsync_state *st, struct dm_target *ti)
+static void durable_from_memory(struct bsync_state *st)
 {
-	struct bsync_persist *p = st->persist;
 	struct bsync_bitmap *bm;
-	int r;
 
-	lockdep_assert_held(&st->lock);
-	mutex_lock(&p->io_lock);
 	list_for_each_entry(bm, &st->bitmaps, list) {
 		if (!bm->persistent)
 			continue;
@@ -193,6 +189,17 @@ int bsync_persist_commit(struct bsync_state *st, struct dm_target *ti)
 			bitmap_or(bm->durable->bits, bm->durable->bits, bm->successor->bits,
 				  bm->nr_bits);
 	}
+}
+
+/* Commit the persistent bitmaps as they are in memory; an error leaves them inconsistent. */
+int bsync_persist_commit(struct bsync_state *st, struct dm_target *ti)
+{
+	struct bsync_persist *p = st->persist;
+	int r;
+
+	lockdep_assert_held(&st->lock);
+	mutex_lock(&p->io_lock);
+	durable_from_memory(st);
 	r = bsync_md_commit(p->md, &st->bitmaps, st->dev_sectors, false);
 	if (!r) {
 		p->failed = false;
@@ -336,21 +343,13 @@ bad:
 void bsync_persist_destroy(struct bsync_state *st)
 {
 	struct bsync_persist *p = st->persist;
-	struct bsync_bitmap *bm;
 	int r;
 
 	if (!p)
 		return;
 	flush_workqueue(p->wq);
 	mutex_lock(&p->io_lock);
-	list_for_each_entry(bm, &st->bitmaps, list) {
-		if (!bm->persistent || bm->inconsistent)
-			continue;
-		bitmap_copy(bm->durable->bits, bm->bits, bm->nr_bits);
-		if (bm->successor)
-			bitmap_or(bm->durable->bits, bm->durable->bits, bm->successor->bits,
-				  bm->nr_bits);
-	}
+	durable_from_memory(st);
 	r = bsync_md_commit(p->md, &st->bitmaps, st->dev_sectors, !p->failed);
 	if (r)
 		DMERR("%s: final metadata commit failed (%d): bitmaps load from the last good one",
