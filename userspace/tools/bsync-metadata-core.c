@@ -491,19 +491,41 @@ static void replay(struct md *m, struct range *r, size_t n)
 	}
 }
 
+/*
+ * A log block's checksum covers its header after the checksum field and its
+ * records, not the unused rest; nr_records must have been checked.
+ */
+static uint32_t log_csum(const unsigned char *raw, uint32_t nr_records)
+{
+	return bmd_crc32c(raw + 4, sizeof(struct bsync_md_log_header) - 4 +
+			  nr_records * sizeof(struct bsync_md_log_record));
+}
+
+/* Whether a log block's checksum is right (and its record count possible). */
+static bool log_csum_ok(const unsigned char *raw)
+{
+	const struct bsync_md_log_header *h = (const void *)raw;
+	uint32_t nr = le32toh(h->nr_records);
+
+	return nr <= BSYNC_MD_LOG_RECORDS && le32toh(h->csum) == log_csum(raw, nr);
+}
+
 /* Whether log block seq (raw) belongs to generation gen; why not in why. */
 static bool log_block_ok(const struct md *m, const unsigned char *raw, uint64_t seq,
 			 char *why, size_t len)
 {
 	const struct bsync_md_log_header *h = (const void *)raw;
-	uint32_t calc;
 
 	if (all_zero(raw, BS)) {
 		snprintf(why, len, "block %" PRIu64 " is empty", seq);
 		return false;
 	}
-	calc = bmd_crc32c(raw + 4, BS - 4);
-	if (le32toh(h->csum) != calc) {
+	if (le32toh(h->nr_records) > BSYNC_MD_LOG_RECORDS) {
+		snprintf(why, len, "block %" PRIu64 " claims %" PRIu32 " records, more than %zu fit",
+			 seq, (uint32_t)le32toh(h->nr_records), (size_t)BSYNC_MD_LOG_RECORDS);
+		return false;
+	}
+	if (!log_csum_ok(raw)) {
 		snprintf(why, len, "block %" PRIu64 " has a bad checksum", seq);
 		return false;
 	}
@@ -523,11 +545,6 @@ static bool log_block_ok(const struct md *m, const unsigned char *raw, uint64_t 
 	if (le64toh(h->seq) != seq) {
 		snprintf(why, len, "block %" PRIu64 " says it is block %" PRIu64, seq,
 			 (uint64_t)le64toh(h->seq));
-		return false;
-	}
-	if (le32toh(h->nr_records) > BSYNC_MD_LOG_RECORDS) {
-		snprintf(why, len, "block %" PRIu64 " claims %" PRIu32 " records, more than %zu fit",
-			 seq, (uint32_t)le32toh(h->nr_records), (size_t)BSYNC_MD_LOG_RECORDS);
 		return false;
 	}
 	return true;
@@ -569,8 +586,7 @@ static int load_log(struct md *m)
 		uint32_t i;
 
 		/* A block of a later generation: a commit newer than ours existed. */
-		if (!ok && le32toh(h->csum) == bmd_crc32c(raw + 4, BS - 4) &&
-		    le32toh(h->magic) == BSYNC_MD_LOG_MAGIC && h->nonce == m->nonce &&
+		if (!ok && log_csum_ok(raw) && le32toh(h->magic) == BSYNC_MD_LOG_MAGIC && h->nonce == m->nonce &&
 		    le64toh(h->generation) > m->gen &&
 		    le64toh(h->generation) > m->newer_gen)
 			m->newer_gen = le64toh(h->generation);
