@@ -30,6 +30,10 @@
 #define L2_CACHE_BYTES	(32u << 20)
 #define MIN_L2_TABLES	4
 #define DIO_ALIGN	4096u	/* covers 512 B and 4 KiB logical blocks */
+/* data writes at least this big go from the caller's buffer to the disk */
+#ifndef QCOW2_DIRECT_MIN
+#define QCOW2_DIRECT_MIN (256u << 10)
+#endif
 
 int qcow2_seterr(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
@@ -405,11 +409,44 @@ static int check_unwritten(struct qcow2_image *img, uint64_t off, uint64_t len)
 	return 0;
 }
 
+/*
+ * Write n whole clusters from the caller's buffer straight to the disk with
+ * O_DIRECT at the end of the file, and map them in t from index i.  The
+ * buffer is flushed first so that these clusters follow it on disk.
+ * Returns 1 if the caller must copy them through the buffer instead.
+ */
+static int write_direct_from(struct qcow2_image *img, const uint8_t *p,
+			     size_t n, uint64_t *t, uint64_t i)
+{
+	uint64_t host;
+	int rc;
+
+	if (img->dfd < 0 || (((uintptr_t)p | n | img->cs) & (DIO_ALIGN - 1)))
+		return 1;
+	rc = flush_abuf(img);
+	if (rc)
+		return rc;
+	host = img->end << img->cluster_bits;
+	rc = qcow2_pwrite_all(img->dfd, p, n, host);
+	if (rc == -EINVAL || rc == -EOPNOTSUPP) {
+		close_direct(img);
+		return 1;
+	}
+	if (rc)
+		return fail(img, rc, "writing data");
+	for (size_t k = 0; k < n >> img->cluster_bits; k++)
+		t[i + k] = htobe64((host + ((uint64_t)k << img->cluster_bits)) |
+				   QCOW2_OFLAG_COPIED);
+	img->end += n >> img->cluster_bits;
+	return 0;
+}
+
 int qcow2_write_cluster(struct qcow2_image *img, uint64_t off,
 			const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 	uint64_t l2e = qcow2_l2_entries(img);
+	bool direct = len >= QCOW2_DIRECT_MIN;
 	int rc = check_range(img, off, len);
 
 	if (!rc)
@@ -422,6 +459,24 @@ int qcow2_write_cluster(struct qcow2_image *img, uint64_t off,
 		rc = get_l2(img, (uint32_t)(c / l2e), true, &t);
 		if (rc)
 			break;
+		/* the whole clusters of this L2 table's part, without a copy */
+		if (direct && len >= img->cs) {
+			uint64_t room = (l2e - c % l2e) << img->cluster_bits;
+			size_t m = len & ~(size_t)(img->cs - 1);
+
+			if (m > room)
+				m = (size_t)room;
+			rc = write_direct_from(img, p, m, t, c % l2e);
+			if (rc < 0)
+				break;
+			if (rc == 0) {
+				p += m;
+				off += m;
+				len -= m;
+				continue;
+			}
+			rc = 0;
+		}
 		rc = append_cluster(img, p, n, &host);
 		if (rc)
 			break;

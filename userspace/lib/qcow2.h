@@ -63,7 +63,10 @@ const char *qcow2_errmsg(const struct qcow2_image *img);
  * the cluster size, except that the range may end at the end of the disk
  * with a partial last cluster.  Several clusters may be written at once.
  * Each cluster may be written (data or zero) only once per open image:
- * rewriting one fails with -EINVAL and writes nothing.
+ * rewriting one fails with -EINVAL and writes nothing.  A write of at least
+ * 256 KiB from a 4 KiB-aligned buffer goes to the disk without a copy
+ * (O_DIRECT, before the call returns); smaller ones are copied into the
+ * image's append buffer.
  */
 int qcow2_write_cluster(struct qcow2_image *img, uint64_t guest_offset,
 			const void *buf, size_t len);
