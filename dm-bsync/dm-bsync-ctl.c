@@ -193,7 +193,7 @@ static int check_persistent_room(struct bsync_target *bt, const char *name, unsi
 	else if (r)
 		msg_err(bt, "add: bitmap \"%s\" does not fit on the metadata device (it needs %llu KiB more)",
 			name, DIV_ROUND_UP(DIV_ROUND_UP(nr, 8), 1024) * 2);
-	return r ? -ENOSPC : 0;
+	return r;
 }
 
 /* add <name> [<granularity>] [disabled] [persistent] */

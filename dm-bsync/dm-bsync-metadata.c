@@ -468,7 +468,7 @@ static int replay_log(struct bsync_md *md, struct list_head *bitmaps)
 	struct bsync_md_log_header *h;
 	struct bsync_md_log_record *rec;
 	struct bsync_bitmap *bm;
-	u64 seq, records = 0;
+	u64 seq, end, records = 0;
 	u32 i, nr;
 	u8 *buf;
 	int r;
@@ -502,21 +502,26 @@ static int replay_log(struct bsync_md *md, struct list_head *bitmaps)
 		DMINFO("%s: metadata log replayed: %llu blocks, %llu writes",
 		       md->name, seq, records);
 	/*
-	 * A log block of a later generation means a later superblock was
-	 * lost to corruption, not to a torn commit (whose log never started):
-	 * what it and its log held is gone.
+	 * Log blocks are written one after the other, each once the one
+	 * before is durable, so a crash leaves at most the last one torn.
+	 * A valid block past the end means records were lost to damage; a
+	 * block of a later generation, that a committed superblock was.
 	 */
-	for (seq = 0; seq < n; seq++) {
+	for (end = seq; seq < n; seq++) {
 		h = (void *)(buf + (seq << BSYNC_MD_BLOCK_SHIFT));
-		if (le32_to_cpu(h->magic) == BSYNC_MD_LOG_MAGIC && h->nonce == md->sb->nonce &&
-		    le64_to_cpu(h->generation) > gen &&
-		    le32_to_cpu(h->nr_records) <= BSYNC_MD_LOG_RECORDS &&
-		    le32_to_cpu(h->csum) == log_csum(h, le32_to_cpu(h->nr_records))) {
+		nr = le32_to_cpu(h->nr_records);
+		if (le32_to_cpu(h->magic) != BSYNC_MD_LOG_MAGIC || h->nonce != md->sb->nonce ||
+		    le64_to_cpu(h->generation) < gen || nr > BSYNC_MD_LOG_RECORDS ||
+		    le32_to_cpu(h->csum) != log_csum(h, nr))
+			continue;
+		if (le64_to_cpu(h->generation) > gen)
 			DMERR("%s: metadata log newer than its superblock: bitmaps inconsistent",
 			      md->name);
-			r = -ESTALE;
-			break;
-		}
+		else
+			DMERR("%s: metadata log block %llu bad, %llu valid: bitmaps inconsistent",
+			      md->name, end, seq);
+		r = -ESTALE;
+		break;
 	}
 out:
 	kvfree(buf);
@@ -694,7 +699,8 @@ int bsync_md_log(struct bsync_md *md, const struct bsync_md_log_record *recs,
 	buf = kvzalloc((size_t)blocks << BSYNC_MD_BLOCK_SHIFT, GFP_NOIO);
 	if (!buf)
 		return -ENOMEM;
-	for (b = 0; b < blocks; b++, recs += n, nr -= n) {
+	r = 0;
+	for (b = 0; b < blocks && !r; b++, recs += n, nr -= n) {
 		h = (void *)(buf + (b << BSYNC_MD_BLOCK_SHIFT));
 		n = min_t(unsigned int, nr, BSYNC_MD_LOG_RECORDS);
 		h->magic = cpu_to_le32(BSYNC_MD_LOG_MAGIC);
@@ -704,12 +710,13 @@ int bsync_md_log(struct bsync_md *md, const struct bsync_md_log_record *recs,
 		h->nonce = md->sb->nonce;
 		memcpy(h + 1, recs, n * sizeof(*recs));
 		h->csum = cpu_to_le32(log_csum(h, n));
-	}
-	r = md_write_verified(md, REQ_FUA, le64_to_cpu(md->sb->log_start) + md->next_seq,
-			      buf, blocks);
-	if (!r) {
-		md->next_seq += blocks;
-		md->stats.log_writes += blocks;
+		/* One at a time: only the last can be torn (see replay_log()). */
+		r = md_write_verified(md, REQ_FUA, le64_to_cpu(md->sb->log_start) + md->next_seq,
+				      h, 1);
+		if (!r) {
+			md->next_seq++;
+			md->stats.log_writes++;
+		}
 	}
 	kvfree(buf);
 	return r;

@@ -397,6 +397,7 @@ static int parse_features(struct dm_arg_set *as, struct bsync_target *bt)
 	struct dm_target *ti = bt->ti;
 	unsigned int argc;
 	const char *arg;
+	dev_t self;
 	int r;
 
 	if (!as->argc)
@@ -429,8 +430,9 @@ static int parse_features(struct dm_arg_set *as, struct bsync_target *bt)
 				ti->error = "Cannot open metadata device";
 				return r;
 			}
-			if (bt->meta->bdev == bt->origin->bdev) {
-				ti->error = "Metadata device cannot be the origin";
+			self = disk_devt(dm_disk(dm_table_get_md(ti->table)));
+			if (bt->meta->bdev == bt->origin->bdev || bt->meta->bdev->bd_dev == self) {
+				ti->error = "Metadata device cannot be the origin or this device";
 				return -EINVAL;
 			}
 		} else {

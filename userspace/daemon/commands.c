@@ -341,6 +341,8 @@ static int cmd_bitmap_add(json_object *args, json_object **ret, struct qerr *e)
 	snprintf(msg, sizeof(msg), "add %s %" PRId64 "%s%s", name, gran,
 		 bool_arg(args, "disabled", false) ? " disabled" : "", persistent ? " persistent" : "");
 	r = node_message(node, msg, NULL, err, sizeof(err));
+	if (r == -EMLINK && persistent)
+		return qerr_set(e, "Maximum number of persistent bitmaps is already reached");
 	if (r == -ENOSPC && persistent)
 		return qerr_set(e, "Can't store persistent bitmap '%s' in '%s': no room "
 				"(the bits do not fit on the metadata device, or the device has its "

@@ -16,6 +16,7 @@
 
 #include "dmctl.h"
 #include "node.h"
+#include "store.h"
 
 void node_path(const char *name, char *buf, size_t len)
 {
@@ -256,6 +257,12 @@ int node_add(const char *name, const char *origin, bool zeroed, const char *meta
 				 "the bitmaps need a block device of their own", metadata, origin);
 			return -EINVAL;
 		}
+		/* Overlapping (a partition of the origin's disk, or the reverse): writes collide. */
+		r = dev_check_stacking("/sys", mdev, &odev, 1, "metadata device", err, errlen);
+		if (!r)
+			r = dev_check_stacking("/sys", odev, &mdev, 1, "origin", err, errlen);
+		if (r)
+			return r == -ELOOP ? -EINVAL : r;
 	}
 	snprintf(params, sizeof(params), "%u:%u", major(odev), minor(odev));
 	if (zeroed || metadata)

@@ -135,16 +135,22 @@ static int walk(const char *sysfs, dev_t dev, const dev_t *protect, size_t n,
 	return 0;
 }
 
-int store_check_stacking(const char *sysfs, dev_t dev, const dev_t *protect, size_t nprotect,
-			 char *err, size_t errlen)
+int dev_check_stacking(const char *sysfs, dev_t dev, const dev_t *protect, size_t nprotect,
+		       const char *what, char *err, size_t errlen)
 {
 	char chain[1024] = "";
 	int r = walk(sysfs, dev, protect, nprotect, 0, chain, sizeof(chain));
 
 	if (r == -ELOOP)
-		snprintf(err, errlen, "the store is stacked on the protected device (%s); "
-			 "put the store on another disk", chain);
+		snprintf(err, errlen, "the %s is stacked on the protected device (%s); "
+			 "put the %s on another disk", what, chain, what);
 	return r;
+}
+
+int store_check_stacking(const char *sysfs, dev_t dev, const dev_t *protect, size_t nprotect,
+			 char *err, size_t errlen)
+{
+	return dev_check_stacking(sysfs, dev, protect, nprotect, "store", err, errlen);
 }
 
 static int loop_attach(int file_fd, struct store *st, char *err, size_t errlen)

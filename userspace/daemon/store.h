@@ -43,6 +43,9 @@ void store_release(struct store *st);
  * <sysfs>/dev/block/M:m recursively.  0 if not stacked; -ELOOP if it is,
  * with the chain in err; other -errno if sysfs cannot be read.
  */
+/* The same for any device: @what names it in the message ("metadata device"). */
+int dev_check_stacking(const char *sysfs, dev_t dev, const dev_t *protect, size_t nprotect,
+		       const char *what, char *err, size_t errlen);
 int store_check_stacking(const char *sysfs, dev_t dev, const dev_t *protect, size_t nprotect,
 			 char *err, size_t errlen);
 

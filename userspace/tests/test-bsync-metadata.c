@@ -481,6 +481,11 @@ static void test_slots(void)
 	save(sizeof(img));
 	tap_ok(tool("check", NULL, &o) == 1 && has_problem(o, "unknown version 2"), "unknown version");
 	free(o);
+	/* the other slot is valid, but the unknown one may be newer: refused as the kernel does */
+	tap_ok(tool("check", NULL, &o) == 1 && has_problem(o, "the kernel refuses this device"),
+	       "unknown version beside a valid slot: neither is used");
+	free(o);
+	tap_ok(tool("repair", NULL, NULL) == 1, "unknown version: repair refuses");
 	put_sb(0, 7, BSYNC_MD_CLEAN, 0, std_bms, 3);
 	put_sb(1, 7, BSYNC_MD_CLEAN, 1, std_bms, 3);
 	save(sizeof(img));

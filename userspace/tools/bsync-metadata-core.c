@@ -124,6 +124,7 @@ struct md {
 	uint64_t log_valid, log_records, newer_gen;
 	char log_end[400];	/* why replay stopped */
 	bool log_gap;
+	bool newer_version;	/* a slot of a format this tool does not know */
 	/* problems, one line each */
 	char *prob[MAX_PROBLEMS];
 	size_t nprob, nprob_more;
@@ -316,6 +317,7 @@ static int load_slot(struct md *m, int i)
 	if (le32toh(sb->version) != BSYNC_MD_VERSION) {
 		snprintf(s->why, sizeof(s->why), "unknown version %" PRIu32 " (this tool knows %d)",
 			 (uint32_t)le32toh(sb->version), BSYNC_MD_VERSION);
+		m->newer_version = true;
 		return 0;
 	}
 	if (sb_insane(sb, m->dev_blocks, m->bm, s->why, sizeof(s->why)))
@@ -675,6 +677,15 @@ static int md_load(struct md *m, FILE *err)
 	for (i = 0; i < 2; i++)
 		if (m->slot[i].state == SLOT_OK && (m->cur < 0 || m->slot[i].gen > m->slot[m->cur].gen))
 			m->cur = (int)i;
+	/*
+	 * As the kernel: a slot in an unknown format may be the newer one, so
+	 * the other, older slot cannot be trusted to be current.
+	 */
+	if (m->newer_version && m->cur >= 0) {
+		problem(m, "a superblock is in a format this tool does not know: "
+			"the kernel refuses this device, and so does the tool");
+		m->cur = -1;
+	}
 	for (i = 0; i < 2; i++)
 		if (m->slot[i].state == SLOT_BAD)
 			problem(m, "superblock %u: %s", i, m->slot[i].why);
