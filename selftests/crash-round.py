@@ -2,6 +2,7 @@
 """One boot of scripts/crash-test, inside the guest.
 
   crash-round.py ROUND [--last]
+  crash-round.py clean-save | clean-check
 
 Loads a bsync device over $BSYNC_DISK0 with its metadata on $BSYNC_DISK1.
 Round 0 adds the persistent bitmaps. Every later round first verifies the
@@ -11,6 +12,10 @@ every bitmap, and no bitmap may be inconsistent. Unless --last, it then
 clears the bitmaps, records the checksums, says so in /out/writing-ROUND
 and writes at random (several fio jobs, mixed sizes, direct and buffered,
 with and without fsync) until the host kills the whole guest.
+
+clean-save and clean-check are a clean reboot: the first writes, disables a
+bitmap, saves every bitmap's list line and extents, removes the device and
+unloads the module; the second, in the next boot, expects them identical.
 """
 import os
 import subprocess
@@ -112,15 +117,55 @@ def verify(rnd):
     print(line)
 
 
+def snapshot():
+    lines = dm("message", DEV, "0", "list").splitlines()
+    for name, _ in BITMAPS:
+        lines.append("%s: %s" % (name, " ".join("%d:%d" % r for r in extents(name))))
+    return "\n".join(lines) + "\n"
+
+
+def clean(step):
+    path = os.path.join(OUT, "clean-snapshot")
+    if step == "clean-save":
+        for name, gran in BITMAPS:
+            dm("message", DEV, "0", "add", name, gran, "persistent")
+        subprocess.run(["fio", "--name=clean", "--filename=/dev/mapper/" + DEV,
+                        "--rw=randwrite", "--bsrange=512-64k", "--ioengine=libaio",
+                        "--direct=1", "--iodepth=8", "--number_ios=400", "--size=128M",
+                        "--output=/dev/null"], check=True)
+        dm("message", DEV, "0", "disable", "b1m")
+        with open(path, "w") as f:
+            f.write(snapshot())
+        dm("remove", DEV)
+        run("rmmod", "dm_bsync")
+        return
+    want, have = open(path).read(), snapshot()
+    verdict = "ok" if want == have else "not ok"
+    line = "%s - clean reboot: names, granularities, states, counts and extents identical" % verdict
+    if want != have:
+        line += "\n# before:\n# " + want.replace("\n", "\n# ") + "\n# after:\n# " + \
+            have.replace("\n", "\n# ")
+    with open(os.path.join(OUT, "clean-verify"), "w") as f:
+        f.write(line + "\n")
+    print(line)
+    dm("message", DEV, "0", "enable", "b1m")
+    dm("remove", DEV)
+
+
 def main():
-    rnd, last = int(sys.argv[1]), "--last" in sys.argv
+    step = sys.argv[1]
     run("insmod", "%s/build/kmod/%s/dm-bsync.ko" % (TOP, os.uname().release))
     sectors = int(run("blockdev", "--getsz", ORIGIN))
     dm("create", DEV, "--table", "0 %d bsync %s 2 metadata %s" % (sectors, ORIGIN, META))
     dm("mknodes", DEV)
+    if step.startswith("clean-"):
+        clean(step)
+        return
+    rnd, last = int(step), "--last" in sys.argv
     if rnd == 0:
         for name, gran in BITMAPS:
-            dm("message", DEV, "0", "add", name, gran, "persistent")
+            if name not in bitmap_fields():
+                dm("message", DEV, "0", "add", name, gran, "persistent")
     else:
         verify(rnd - 1)
     if last:
