@@ -7,6 +7,11 @@
  * read back: a metadata device that hangs or silently drops writes must
  * turn into inconsistent bitmaps, never into guest writes blocked forever
  * or into bitmaps that look whole and are not.
+ *
+ * Buffers the size of a bitmap may be large (32 MiB for 1 TiB at 4 KiB),
+ * so they are kvmalloc()ed with GFP_KERNEL: on the write path the worker
+ * runs in a memalloc_noio scope, which makes that safe and keeps vmalloc
+ * available (kvmalloc() with GFP_NOIO would try kmalloc() only).
  */
 #include <linux/bio.h>
 #include <linux/blkdev.h>
@@ -114,7 +119,7 @@ static int md_rw(struct bsync_md *md, blk_opf_t opf, u64 block, void *data, u64 
 	io = kzalloc(sizeof(*io), GFP_NOIO);
 	if (!io)
 		return -ENOMEM;
-	io->buf = kvmalloc(len, GFP_NOIO);
+	io->buf = kvmalloc(len, GFP_KERNEL);
 	if (!io->buf) {
 		kfree(io);
 		return -ENOMEM;
@@ -179,7 +184,7 @@ static int md_write_verified(struct bsync_md *md, blk_opf_t flags, u64 block,
 	r = md_rw(md, REQ_OP_WRITE | flags, block, data, nr_blocks);
 	if (r)
 		return r;
-	check = kvmalloc(len, GFP_NOIO);
+	check = kvmalloc(len, GFP_KERNEL);
 	if (!check)
 		return -ENOMEM;
 	r = md_rw(md, REQ_OP_READ, block, check, nr_blocks);
@@ -625,9 +630,9 @@ int bsync_md_commit(struct bsync_md *md, struct list_head *bitmaps, sector_t dev
 	blocks = area_needed(bitmaps, &count);
 	if (blocks > le64_to_cpu(md->sb->area_blocks) || count > BSYNC_MD_MAX_BITMAPS)
 		return -ENOSPC;
-	sb = kvmalloc(BSYNC_MD_BLOCK_SIZE, GFP_NOIO);
+	sb = kvmalloc(BSYNC_MD_BLOCK_SIZE, GFP_KERNEL);
 	if (blocks)
-		buf = kvzalloc(blocks << BSYNC_MD_BLOCK_SHIFT, GFP_NOIO);
+		buf = kvzalloc(blocks << BSYNC_MD_BLOCK_SHIFT, GFP_KERNEL);
 	if (!sb || (blocks && !buf)) {
 		r = -ENOMEM;
 		goto out;
@@ -696,7 +701,7 @@ int bsync_md_log(struct bsync_md *md, const struct bsync_md_log_record *recs,
 		return 0;
 	if (md->next_seq + blocks > le64_to_cpu(md->sb->log_blocks))
 		return -ENOSPC;
-	buf = kvzalloc((size_t)blocks << BSYNC_MD_BLOCK_SHIFT, GFP_NOIO);
+	buf = kvzalloc((size_t)blocks << BSYNC_MD_BLOCK_SHIFT, GFP_KERNEL);
 	if (!buf)
 		return -ENOMEM;
 	r = 0;

@@ -195,9 +195,12 @@ static void durable_from_memory(struct bsync_state *st)
 int bsync_persist_commit(struct bsync_state *st, struct dm_target *ti)
 {
 	struct bsync_persist *p = st->persist;
+	unsigned int noio;
 	int r;
 
 	lockdep_assert_held(&st->lock);
+	/* Writes wait at the gate: reclaim must not wait on them. */
+	noio = memalloc_noio_save();
 	mutex_lock(&p->io_lock);
 	durable_from_memory(st);
 	r = bsync_md_commit(p->md, &st->bitmaps, st->dev_sectors, false);
@@ -209,6 +212,7 @@ int bsync_persist_commit(struct bsync_state *st, struct dm_target *ti)
 		dm_table_event(ti->table);
 	}
 	mutex_unlock(&p->io_lock);
+	memalloc_noio_restore(noio);
 	return r;
 }
 
@@ -216,10 +220,12 @@ int bsync_persist_commit(struct bsync_state *st, struct dm_target *ti)
 void bsync_persist_retry(struct bsync_state *st)
 {
 	struct bsync_persist *p = st->persist;
+	unsigned int noio;
 
 	lockdep_assert_held(&st->lock);
 	if (!p || !READ_ONCE(p->flags_pending))
 		return;
+	noio = memalloc_noio_save();
 	mutex_lock(&p->io_lock);
 	if (p->flags_pending &&
 	    !bsync_md_commit(p->md, &st->bitmaps, st->dev_sectors, false)) {
@@ -227,6 +233,7 @@ void bsync_persist_retry(struct bsync_state *st)
 		DMINFO("%s: inconsistent bitmap flags are now on the metadata device", p->name);
 	}
 	mutex_unlock(&p->io_lock);
+	memalloc_noio_restore(noio);
 }
 
 int bsync_persist_check_room(struct bsync_state *st, unsigned long nr_bits)

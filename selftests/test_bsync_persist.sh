@@ -156,6 +156,29 @@ echo "0 $((sectors + 2048)) bsync $origin 2 metadata /dev/mapper/bt-md" | dm cre
 expect_eq "$grown" "$(snapshot)" "grown bitmaps persist"
 dm remove $dev
 
+# A big device: 1 TiB (dm-zero) at 4 KiB is 32 MiB of bits, written and
+# read back whole by every commit.
+tib=$((1 << 31))
+echo "0 $tib zero" | dm create bt-zero
+md_linear $((96 * 2048)) && md_wipe
+bsync_create $dev /dev/mapper/bt-zero $tib 2 metadata /dev/mapper/bt-md &&
+	dm message $dev 0 add huge 4k persistent
+ok $? "a 4 KiB persistent bitmap of a 1 TiB device (32 MiB of bits)"
+for off in 0 12345678 987654321 $((tib - 8)); do
+	dd if=/dev/zero of=/dev/mapper/$dev bs=4k seek=$((off / 8)) count=1 oflag=direct status=none
+done
+big=$(all_extents huge)
+expect_eq 4 "$(echo "$big" | tr ' ' '\n' | grep -c :)" "four 4 KiB writes, four extents"
+dm remove $dev
+bsync_create $dev /dev/mapper/bt-zero $tib 2 metadata /dev/mapper/bt-md
+expect_eq "$big" "$(all_extents huge)" "its four extents come back, the last at the end of the device"
+dm remove $dev
+dm remove bt-zero
+md_linear $mdsect && md_wipe
+create && dm message $dev 0 add g4k 4k persistent && dm message $dev 0 add g64k persistent
+rand_writes 20
+dm remove $dev
+
 # --- corruption
 # The current superblock damaged: the other (one commit older, same bits).
 create
