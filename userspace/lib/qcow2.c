@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "qcow2.h"
@@ -486,6 +487,165 @@ int qcow2_write_cluster(struct qcow2_image *img, uint64_t off,
 		len -= n;
 	}
 	return rc;
+}
+
+/* Is cluster i of a qcow2_write_sparse() range to be written as zero? */
+static bool sparse_zero(const bool *zero, uint64_t i)
+{
+	return zero && zero[i];
+}
+
+/* qcow2_write_sparse() one run at a time (no O_DIRECT from the buffer). */
+static int write_sparse_runs(struct qcow2_image *img, uint64_t off,
+			     const uint8_t *p, size_t len, const bool *zero)
+{
+	uint64_t i = 0;
+	int rc = 0;
+
+	while (!rc && len) {
+		bool z = sparse_zero(zero, i);
+		size_t n = 0;
+
+		while (n < len && sparse_zero(zero, i) == z) {
+			n += len - n < img->cs ? len - n : img->cs;
+			i++;
+		}
+		rc = z ? qcow2_write_zero(img, off, n) : qcow2_write_cluster(img, off, p, n);
+		off += n;
+		p += n;
+		len -= n;
+	}
+	return rc;
+}
+
+/* pwritev until done; -errno on failure. */
+static int pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off)
+{
+	while (cnt) {
+		ssize_t n = pwritev(fd, iov, cnt, (off_t)off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		off += (uint64_t)n;
+		while (cnt && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt) {
+			iov->iov_base = (uint8_t *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+/*
+ * One L2 table's part of qcow2_write_sparse(), at most IOV_BATCH data runs:
+ * its whole data clusters in one O_DIRECT pwritev from the caller's buffer,
+ * consecutive at the end of the file; zero clusters flagged.  *done is what
+ * it covered.  Returns 1 (nothing done) if the part must be copied instead.
+ */
+#define IOV_BATCH 64
+static int write_sparse_part(struct qcow2_image *img, uint64_t off,
+			     const uint8_t *p, size_t len, const bool *zero,
+			     size_t *done)
+{
+	uint64_t l2e = qcow2_l2_entries(img), c = off >> img->cluster_bits;
+	uint64_t k = 0, n = l2e - c % l2e, host, *t;
+	struct iovec iov[IOV_BATCH];
+	int cnt = 0, rc;
+
+	/* whole clusters only: a partial last one is padded by a copy */
+	if ((uint64_t)(len >> img->cluster_bits) < n)
+		n = len >> img->cluster_bits;
+	for (; k < n; k++) {
+		const uint8_t *q = p + (k << img->cluster_bits);
+
+		if (sparse_zero(zero, k))
+			continue;
+		if (cnt && (uint8_t *)iov[cnt - 1].iov_base + iov[cnt - 1].iov_len == q) {
+			iov[cnt - 1].iov_len += img->cs;
+		} else if (cnt == IOV_BATCH) {
+			break;
+		} else {
+			iov[cnt].iov_base = (void *)q;
+			iov[cnt++].iov_len = img->cs;
+		}
+	}
+	if (!cnt) {
+		if (!n)		/* only a partial cluster left */
+			return 1;
+		*done = (size_t)(n << img->cluster_bits);
+		return qcow2_write_zero(img, off, *done);
+	}
+	n = k;	/* clusters covered: up to the last one gathered */
+	rc = get_l2(img, (uint32_t)(c / l2e), true, &t);
+	if (!rc)
+		rc = flush_abuf(img);
+	if (rc)
+		return rc;
+	host = img->end << img->cluster_bits;
+	rc = pwritev_all(img->dfd, iov, cnt, host);
+	if (rc == -EINVAL || rc == -EOPNOTSUPP) {
+		close_direct(img);
+		return 1;
+	}
+	if (rc)
+		return fail(img, rc, "writing data");
+	for (k = 0; k < n; k++) {
+		uint64_t e = QCOW2_OFLAG_ZERO;
+
+		if (!sparse_zero(zero, k)) {
+			e = host | QCOW2_OFLAG_COPIED;
+			host += img->cs;
+			img->end++;
+		}
+		t[(c + k) % l2e] = htobe64(e);
+	}
+	*done = (size_t)(n << img->cluster_bits);
+	return 0;
+}
+
+int qcow2_write_sparse(struct qcow2_image *img, uint64_t off, const void *buf,
+		       size_t len, const bool *zero)
+{
+	const uint8_t *p = buf;
+	size_t data = 0;
+	uint64_t i = 0;
+	int rc = check_range(img, off, len);
+
+	if (!rc)
+		rc = check_unwritten(img, off, len);
+	if (rc)
+		return rc;
+	for (size_t pos = 0; pos < len; pos += img->cs, i++)
+		if (!sparse_zero(zero, i))
+			data += len - pos < img->cs ? len - pos : img->cs;
+	if (data < QCOW2_DIRECT_MIN ||
+	    (((uintptr_t)p | img->cs) & (DIO_ALIGN - 1)))
+		return write_sparse_runs(img, off, p, len, zero);
+	i = 0;
+	while (len) {
+		size_t done = 0;
+
+		rc = img->dfd < 0 ? 1 :
+		     write_sparse_part(img, off, p, len, zero ? zero + i : NULL, &done);
+		if (rc < 0)
+			return rc;
+		if (rc)	/* not from the buffer: the rest run by run */
+			return write_sparse_runs(img, off, p, len, zero ? zero + i : NULL);
+		off += done;
+		p += done;
+		len -= done;
+		i += done >> img->cluster_bits;
+	}
+	return 0;
 }
 
 int qcow2_write_zero(struct qcow2_image *img, uint64_t off, uint64_t len)

@@ -72,6 +72,18 @@ int qcow2_write_cluster(struct qcow2_image *img, uint64_t guest_offset,
 			const void *buf, size_t len);
 
 /*
+ * Write a range read from a disk at once: cluster i of [guest_offset,
+ * guest_offset + len) is marked zero (as qcow2_write_zero) if zero[i], else
+ * written from buf + i * cluster size (zero may be NULL: all data).  Same
+ * alignment and once-only rules as qcow2_write_cluster().  With at least
+ * 256 KiB of data in a 4 KiB-aligned buffer, all the data clusters of each
+ * L2 table's part go to the disk in one O_DIRECT write (pwritev), without
+ * a copy, before the call returns.
+ */
+int qcow2_write_sparse(struct qcow2_image *img, uint64_t guest_offset,
+		       const void *buf, size_t len, const bool *zero);
+
+/*
  * Mark clusters as reading zero (zero flag, no data is stored).  They hide
  * whatever the backing file holds.  Same alignment and once-only rules as
  * qcow2_write_cluster().

@@ -555,11 +555,94 @@ static void test_direct_from_caller(void)
 	free(buf);
 }
 
+/*
+ * qcow2_write_sparse(): ranges with zero maps of every shape (alternating
+ * clusters: more runs than one pwritev takes; all zero; all data; NULL),
+ * aligned and not, big and small, across L2 tables (4 KiB clusters), and a
+ * partial last cluster.  The image must read back as the raw file.
+ */
+static void test_sparse(void)
+{
+	struct qcow2_create_opts o = { .virtual_size = (24ull << 20) + 1536, .cluster_size = 4096 };
+	const size_t big = 1536u << 10, ncl = big / 4096 + 1;
+	char path[512], raw[512];
+	struct qcow2_image *img = NULL;
+	uint8_t *buf = aligned_alloc(4096, big + 8192);
+	bool *zero = calloc(ncl, sizeof(bool));
+	uint64_t off = 0;
+	int rc, fd, i = 0;
+
+	tq_path(path, sizeof(path), "sparse.qcow2");
+	tq_path(raw, sizeof(raw), "sparse.raw");
+	if (!buf || !zero) {
+		free(buf);
+		free(zero);
+		return;
+	}
+	rc = qcow2_create(path, &o, &img, err, sizeof(err));
+	fd = tq_raw_create(raw, o.virtual_size);
+	while (!rc && off < o.virtual_size) {
+		size_t len = big, k;
+		uint8_t *p = buf;
+		bool *z = zero;
+
+		switch (i++ % 6) {
+		case 0:		/* alternating: 192 data runs */
+			for (k = 0; k < ncl; k++)
+				zero[k] = k % 2;
+			break;
+		case 1:		/* random map, unaligned buffer: copied */
+			p = buf + 512;
+			for (k = 0; k < ncl; k++)
+				zero[k] = rand() % 3 == 0;
+			break;
+		case 2:		/* all zero */
+			for (k = 0; k < ncl; k++)
+				zero[k] = true;
+			break;
+		case 3:		/* no map: all data */
+			z = NULL;
+			break;
+		case 4:		/* small: copied */
+			len = 64u << 10;
+			for (k = 0; k < ncl; k++)
+				zero[k] = k % 4 == 1;
+			break;
+		default:	/* runs of 8 clusters */
+			for (k = 0; k < ncl; k++)
+				zero[k] = (k / 8) % 2;
+			break;
+		}
+		if (len > o.virtual_size - off)
+			len = (size_t)(o.virtual_size - off);
+		tq_fill(p, len);
+		for (k = 0; z && k * 4096 < len; k++)
+			if (z[k])	/* what the image must read there */
+				memset(p + k * 4096, 0, len - k * 4096 < 4096 ? len - k * 4096 : 4096);
+		rc = qcow2_write_sparse(img, off, p, len, z);
+		tq_raw_write(fd, off, p, len);
+		off += len;
+	}
+	tap_ok(!rc && off == o.virtual_size, "sparse writes of every shape accepted (%s)",
+	       rc && img ? qcow2_errmsg(img) : "");
+	if (img) {
+		int rc2 = qcow2_close(img, true, err, sizeof(err));
+
+		rc = rc ? rc : rc2;
+	}
+	close(fd);
+	tap_ok(!rc && tq_check(path) == 0 && tq_compare(path, raw) == 0,
+	       "sparse writes: check and compare pass (%s)", rc ? err : tq_out);
+	free(buf);
+	free(zero);
+}
+
 static void test_direct(void)
 {
 	direct_fill(65536, true);
 	direct_fill(512, false);
 	test_direct_from_caller();
+	test_sparse();
 }
 
 int main(void)
