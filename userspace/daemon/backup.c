@@ -303,10 +303,15 @@ static bool all_zero(const char *p, size_t n)
 	const uint64_t *q = (const uint64_t *)p;
 	size_t i;
 
-	for (i = 0; i < n / 8; i++)
-		if (q[i])
+	/*
+	 * Eight words per test: in a TCG guest this scans zeroes at 7.6 GB/s
+	 * against 4.4 for one word per test and 1.9-3.5 for SSE2/AVX2 or
+	 * memcmp (emulated vector loads are slower than scalar ones).
+	 */
+	for (i = 0; i + 8 <= n / 8; i += 8)
+		if (q[i] | q[i + 1] | q[i + 2] | q[i + 3] | q[i + 4] | q[i + 5] | q[i + 6] | q[i + 7])
 			return false;
-	for (i = n / 8 * 8; i < n; i++)
+	for (i = i * 8; i < n; i++)
 		if (p[i])
 			return false;
 	return true;
@@ -327,13 +332,14 @@ struct slot {
 	int err;		/* 0 or -errno of the read */
 	char *buf;		/* step bytes, 4 KiB aligned */
 	bool *zero;		/* per cluster of buf: reads as zeroes */
+	pthread_cond_t work;	/* wakes this slot's reader only */
 	struct readers *rd;
 	pthread_t thread;
 };
 
 struct readers {
 	pthread_mutex_t mu;
-	pthread_cond_t work, done;
+	pthread_cond_t done;
 	struct slot slot[QDEPTH];
 	int depth, nthreads;
 	bool quit;
@@ -473,12 +479,18 @@ static void zero_map(const char *buf, uint64_t len, uint64_t cluster, bool *zero
 		*zero++ = all_zero(buf + i, len - i < cluster ? len - i : cluster);
 }
 
-/* Write what was read at off: zero clusters as zero flags, the rest as data. */
+/*
+ * Write what was read at off: zero clusters as zero flags, the rest as data,
+ * in one write from buf (O_DIRECT, no copy) when there is enough of it.
+ */
 static int write_out(struct backup_job *b, const char *buf, const bool *zero, uint64_t off,
 		     uint64_t len)
 {
 	uint64_t i = 0, k = 0;
 
+	if (b->cluster == qcow2_cluster_size(b->img))
+		return qcow2_write_sparse(b->img, off, buf, (size_t)len, zero);
+	/* zero is per backup cluster, a multiple of the image's: run by run */
 	while (i < len) {
 		bool z = zero[k];
 		uint64_t j = i;
@@ -564,7 +576,7 @@ static void *reader_thread(void *arg)
 	pthread_mutex_lock(&rd->mu);
 	for (;;) {
 		while (!rd->quit && s->state != SLOT_QUEUED)
-			pthread_cond_wait(&rd->work, &rd->mu);
+			pthread_cond_wait(&s->work, &rd->mu);
 		if (s->state != SLOT_QUEUED)	/* quit */
 			break;
 		pthread_mutex_unlock(&rd->mu);
@@ -586,15 +598,16 @@ static void readers_stop(struct readers *rd)
 
 	pthread_mutex_lock(&rd->mu);
 	rd->quit = true;
-	pthread_cond_broadcast(&rd->work);
+	for (i = 0; i < rd->depth; i++)
+		pthread_cond_signal(&rd->slot[i].work);
 	pthread_mutex_unlock(&rd->mu);
 	for (i = 0; i < rd->nthreads; i++)
 		pthread_join(rd->slot[i].thread, NULL);
 	for (i = 0; i < rd->depth; i++) {
 		free(rd->slot[i].buf);
 		free(rd->slot[i].zero);
+		pthread_cond_destroy(&rd->slot[i].work);
 	}
-	pthread_cond_destroy(&rd->work);
 	pthread_cond_destroy(&rd->done);
 	pthread_mutex_destroy(&rd->mu);
 }
@@ -612,12 +625,12 @@ static int readers_start(struct readers *rd, const struct copier *c)
 	if (rd->depth < 2)
 		rd->depth = 2;
 	pthread_mutex_init(&rd->mu, NULL);
-	pthread_cond_init(&rd->work, NULL);
 	pthread_cond_init(&rd->done, NULL);
 	for (i = 0; i < rd->depth; i++) {
 		struct slot *s = &rd->slot[i];
 
 		s->rd = rd;
+		pthread_cond_init(&s->work, NULL);
 		if (posix_memalign((void **)&s->buf, 4096, c->step))
 			s->buf = NULL;
 		s->zero = calloc(c->step / c->b->cluster, sizeof(bool));
@@ -670,7 +683,7 @@ static int copy_runs(struct copier *c, bool *is_read)
 			s->err = rn->read ? injected(c) : 0;
 			pthread_mutex_lock(&rd.mu);
 			s->state = s->read && !s->err ? SLOT_QUEUED : SLOT_DONE;
-			pthread_cond_broadcast(&rd.work);
+			pthread_cond_signal(&s->work);
 			pthread_mutex_unlock(&rd.mu);
 			inflight++;
 			pos += n;
