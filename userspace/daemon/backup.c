@@ -59,6 +59,7 @@ struct backup_job {
 	size_t nruns;
 	int inject_skip, inject_errno;	/* -1: none */
 	bool session;		/* kernel session active */
+	double t_view_removed;	/* seconds end_session took to remove the view */
 };
 
 struct inject {
@@ -272,12 +273,22 @@ static uint64_t runs_bytes(const struct backup_job *b)
 	return n;
 }
 
+static double elapsed(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
 /* Tear down the view and the session (no lock needed). */
 static void end_session(struct backup_job *b)
 {
+	struct timespec t;
 	char err[256];
 	int i;
 
+	clock_gettime(CLOCK_MONOTONIC, &t);
 	if (b->snap[0]) {
 		for (i = 0; i < 50; i++) {
 			int r = dmctl_remove(b->snap);
@@ -287,6 +298,7 @@ static void end_session(struct backup_job *b)
 			usleep(100000);	/* a reader (blkid, a test) still has it open */
 		}
 		b->snap[0] = 0;
+		b->t_view_removed = elapsed(&t);
 	}
 	if (b->session) {
 		if (node_message(b->node, "session_end", NULL, err, sizeof(err)))
@@ -366,14 +378,6 @@ struct copier {
 	double t_done;		/* seconds in session_done messages (within t_put) */
 	int ndone;
 };
-
-static double elapsed(const struct timespec *t0)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
-}
 
 /* Wait as long as speed asks; true if cancelled meanwhile. */
 static bool rate_limit(struct copier *c, uint64_t bytes)
@@ -793,6 +797,12 @@ static int check_session(struct backup_job *b, bool *is_read)
 	return r;
 }
 
+static void *end_session_thread(void *arg)
+{
+	end_session(arg);
+	return NULL;
+}
+
 static int backup_run(struct job *job)
 {
 	struct backup_job *b = (struct backup_job *)job;
@@ -851,28 +861,34 @@ out:
 			fprintf(stderr, "bsyncd: job %s: %s\n", job->id, qcow2_errmsg(b->img));
 		job_event_error(job, is_read);
 	}
-	/* The image: complete only if everything was copied. */
+	/*
+	 * Everything was read (the view is closed): the view and the session
+	 * end in a thread of their own while the image is closed, as both
+	 * mostly wait (for the kernel, for the disk).
+	 */
 	{
 		struct timespec t1;
+		pthread_t ender;
+		bool ending;
 		int rc;
 
 		clock_gettime(CLOCK_MONOTONIC, &t1);
+		ending = pthread_create(&ender, NULL, end_session_thread, b) == 0;
+		if (!ending)
+			end_session(b);
+		/* The image: complete only if everything was copied. */
 		rc = qcow2_close(b->img, r == 0, err, sizeof(err));
 		fprintf(stderr, "bsyncd: job %s: image closed in %.3f s\n", job->id, elapsed(&t1));
-
 		b->img = NULL;
 		if (rc && !r) {
 			fprintf(stderr, "bsyncd: job %s: %s\n", job->id, err);
 			job_event_error(job, false);
 			r = rc;
 		}
-	}
-	{
-		struct timespec t2;
-
-		clock_gettime(CLOCK_MONOTONIC, &t2);
-		end_session(b);
-		fprintf(stderr, "bsyncd: job %s: view and session ended in %.3f s\n", job->id, elapsed(&t2));
+		if (ending)
+			pthread_join(ender, NULL);
+		fprintf(stderr, "bsyncd: job %s: view and session ended in %.3f s (view removed in %.3f s)\n",
+			job->id, elapsed(&t1), b->t_view_removed);
 	}
 	return r == -ECANCELED ? 0 : r;
 }
@@ -1032,6 +1048,7 @@ int backup_start(const struct backup_args *a, struct qerr *e)
 	dev_t protect[2];
 	char err[512] = "", msg[BITMAP_NAME_MAX + 256];
 	struct timespec t0;
+	double t_target = 0, t_store = 0, t_session = 0, t_view = 0;
 	bool created;
 	int r;
 
@@ -1084,6 +1101,7 @@ int backup_start(const struct backup_args *a, struct qerr *e)
 		backup_free(&b->job);
 		return -1;
 	}
+	t_target = elapsed(&t0);
 	if (qcow2_cluster_size(b->img) > b->cluster)
 		b->cluster = qcow2_cluster_size(b->img);
 	if (b->cluster > (64u << 20)) {
@@ -1100,8 +1118,10 @@ int backup_start(const struct backup_args *a, struct qerr *e)
 	}
 	snprintf(msg, sizeof(msg), "session_start %s %" PRIu64 " %s %s", st.dev, b->cluster,
 		 session_modes[sync], b->bitmap ? b->bitmap : "-");
+	t_store = elapsed(&t0);
 	r = node_message(a->device, msg, NULL, err, sizeof(err));
 	store_release(&st);
+	t_session = elapsed(&t0);
 	if (r) {
 		if (r == -EBUSY)
 			qerr_set(e, "Node '%s' is busy: a copy-before-write session is already active "
@@ -1119,6 +1139,7 @@ int backup_start(const struct backup_args *a, struct qerr *e)
 		b->snap[0] = 0;
 		goto bad_session;
 	}
+	t_view = elapsed(&t0);
 	if (compute_runs(b, err, sizeof(err))) {
 		qerr_set(e, "%s", err);
 		goto bad_session;
@@ -1133,8 +1154,9 @@ int backup_start(const struct backup_args *a, struct qerr *e)
 	b->job.len = runs_bytes(b);
 	if (sync == SYNC_NONE)
 		b->job.len = 0;
-	fprintf(stderr, "bsyncd: job %s: %s backup of %s started in %.3f s: %zu runs, %" PRIu64
-		" bytes, cluster %" PRIu64 ", store %s\n", id, a->sync, a->device, elapsed(&t0),
+	fprintf(stderr, "bsyncd: job %s: %s backup of %s started in %.3f s (target %.3f, store %.3f, "
+		"session %.3f, view %.3f): %zu runs, %" PRIu64 " bytes, cluster %" PRIu64 ", store %s\n",
+		id, a->sync, a->device, elapsed(&t0), t_target, t_store, t_session, t_view,
 		b->nruns, b->job.len, b->cluster, st.dev);
 	return job_start(&b->job, e) ? -1 : 0;
 
