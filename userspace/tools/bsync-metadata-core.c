@@ -165,47 +165,37 @@ static void md_free(struct md *m)
 		free(m->bm[i].bits);
 }
 
-/* Read n blocks at block; -ENODATA if they are not all on the device. */
-static int read_blocks(struct md *m, uint64_t block, uint64_t n, void *buf)
+/* pread or pwrite n blocks at block, whole; end_err if they are not all on the device */
+static int rw_blocks(struct md *m, uint64_t block, uint64_t n, void *buf, bool write, int end_err)
 {
 	size_t len = n * BS, done = 0;
 
 	if (block > m->dev_blocks || n > m->dev_blocks - block)
-		return -ENODATA;
+		return end_err;
 	while (done < len) {
-		ssize_t r = pread(m->fd, (char *)buf + done, len - done,
-				  (off_t)(block * BS + done));
+		off_t at = (off_t)(block * BS + done);
+		ssize_t r = write ? pwrite(m->fd, (const char *)buf + done, len - done, at)
+				  : pread(m->fd, (char *)buf + done, len - done, at);
 
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
 			return -errno;
 		if (!r)
-			return -ENODATA;
+			return write ? -EIO : -ENODATA;
 		done += (size_t)r;
 	}
 	return 0;
 }
 
+static int read_blocks(struct md *m, uint64_t block, uint64_t n, void *buf)
+{
+	return rw_blocks(m, block, n, buf, false, -ENODATA);
+}
+
 static int write_blocks(struct md *m, uint64_t block, uint64_t n, const void *buf)
 {
-	size_t len = n * BS, done = 0;
-
-	if (block > m->dev_blocks || n > m->dev_blocks - block)
-		return -ENOSPC;
-	while (done < len) {
-		ssize_t r = pwrite(m->fd, (const char *)buf + done, len - done,
-				   (off_t)(block * BS + done));
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		if (!r)
-			return -EIO;
-		done += (size_t)r;
-	}
-	return 0;
+	return rw_blocks(m, block, n, (void *)buf, true, -ENOSPC);
 }
 
 static bool all_zero(const unsigned char *p, size_t len)
