@@ -519,13 +519,15 @@ static int replay_log(struct bsync_md *md, struct list_head *bitmaps)
 		    le64_to_cpu(h->generation) < gen || nr > BSYNC_MD_LOG_RECORDS ||
 		    le32_to_cpu(h->csum) != log_csum(h, nr))
 			continue;
-		if (le64_to_cpu(h->generation) > gen)
+		if (le64_to_cpu(h->generation) > gen) {
 			DMERR("%s: metadata log newer than its superblock: bitmaps inconsistent",
 			      md->name);
-		else
+			r = -ESTALE;
+		} else {
 			DMERR("%s: metadata log block %llu bad, %llu valid: bitmaps inconsistent",
 			      md->name, end, seq);
-		r = -ESTALE;
+			r = -EILSEQ;
+		}
 		break;
 	}
 out:
@@ -552,14 +554,15 @@ int bsync_md_load(struct bsync_md *md, sector_t dev_sectors, struct list_head *b
 		list_add_tail(&bm->list, &loaded);
 	}
 	r = replay_log(md, &loaded);
-	if (r) {
-		/* Without the log, every bitmap may miss writes. */
-		if (r != -ESTALE)
-			DMERR("%s: cannot read the metadata log (%d): bitmaps inconsistent",
-			      md->name, r);
-		list_for_each_entry(bm, &loaded, list)
+	if (r && r != -ESTALE && r != -EILSEQ)
+		DMERR("%s: cannot read the metadata log (%d): bitmaps inconsistent", md->name, r);
+	/*
+	 * Records lost from the log (-EILSEQ) only matter to bitmaps that
+	 * record; a lost commit or an unreadable log may touch any.
+	 */
+	list_for_each_entry(bm, &loaded, list)
+		if (r && (r != -EILSEQ || bm->recording))
 			bm->inconsistent = true;
-	}
 	list_for_each_entry(bm, &loaded, list) {
 		r = bsync_bitmap_resize(bm, dev_sectors);
 		if (r) {

@@ -63,7 +63,7 @@ flip() {
 	v=$(dd if=$copy bs=1 skip=$off count=1 status=none | od -An -tu1 | tr -d ' ')
 	printf "$(printf '\\%03o' $((v ^ 0x5a)))" | dd of=$copy bs=1 seek=$off count=1 conv=notrunc status=none
 }
-fresh_copy() { dd if=$md of=$copy bs=1M oflag=direct status=none; }
+fresh_copy() { dd if=$md of=$copy bs=1M iflag=direct oflag=direct status=none; }
 
 # --- a device with persistent bitmaps, random writes, removed
 create $md
