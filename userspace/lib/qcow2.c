@@ -410,6 +410,52 @@ static int check_unwritten(struct qcow2_image *img, uint64_t off, uint64_t len)
 	return 0;
 }
 
+/* pwritev until done; -errno on failure. */
+static int pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off)
+{
+	while (cnt) {
+		ssize_t n = pwritev(fd, iov, cnt, (off_t)off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		off += (uint64_t)n;
+		while (cnt && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt) {
+			iov->iov_base = (uint8_t *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Append iov to the file with O_DIRECT, after the buffer (flushed first),
+ * at *host. 1: the file refuses O_DIRECT, the caller copies instead.
+ */
+static int append_direct(struct qcow2_image *img, struct iovec *iov, int cnt, uint64_t *host)
+{
+	int rc = flush_abuf(img);
+
+	if (rc)
+		return rc;
+	*host = img->end << img->cluster_bits;
+	rc = pwritev_all(img->dfd, iov, cnt, *host);
+	if (rc == -EINVAL || rc == -EOPNOTSUPP) {
+		close_direct(img);
+		return 1;
+	}
+	return rc ? fail(img, rc, "writing data") : 0;
+}
+
 /*
  * Write n whole clusters from the caller's buffer straight to the disk with
  * O_DIRECT at the end of the file, and map them in t from index i.  The
@@ -419,22 +465,15 @@ static int check_unwritten(struct qcow2_image *img, uint64_t off, uint64_t len)
 static int write_direct_from(struct qcow2_image *img, const uint8_t *p,
 			     size_t n, uint64_t *t, uint64_t i)
 {
+	struct iovec iov = { .iov_base = (void *)p, .iov_len = n };
 	uint64_t host;
 	int rc;
 
 	if (img->dfd < 0 || (((uintptr_t)p | n | img->cs) & (DIO_ALIGN - 1)))
 		return 1;
-	rc = flush_abuf(img);
+	rc = append_direct(img, &iov, 1, &host);
 	if (rc)
 		return rc;
-	host = img->end << img->cluster_bits;
-	rc = qcow2_pwrite_all(img->dfd, p, n, host);
-	if (rc == -EINVAL || rc == -EOPNOTSUPP) {
-		close_direct(img);
-		return 1;
-	}
-	if (rc)
-		return fail(img, rc, "writing data");
 	for (size_t k = 0; k < n >> img->cluster_bits; k++)
 		t[i + k] = htobe64((host + ((uint64_t)k << img->cluster_bits)) |
 				   QCOW2_OFLAG_COPIED);
@@ -518,33 +557,6 @@ static int write_sparse_runs(struct qcow2_image *img, uint64_t off,
 	return rc;
 }
 
-/* pwritev until done; -errno on failure. */
-static int pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off)
-{
-	while (cnt) {
-		ssize_t n = pwritev(fd, iov, cnt, (off_t)off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		off += (uint64_t)n;
-		while (cnt && (size_t)n >= iov->iov_len) {
-			n -= (ssize_t)iov->iov_len;
-			iov++;
-			cnt--;
-		}
-		if (cnt) {
-			iov->iov_base = (uint8_t *)iov->iov_base + n;
-			iov->iov_len -= (size_t)n;
-		}
-	}
-	return 0;
-}
-
 /*
  * One L2 table's part of qcow2_write_sparse(), at most IOV_BATCH data runs:
  * its whole data clusters in one O_DIRECT pwritev from the caller's buffer,
@@ -587,17 +599,9 @@ static int write_sparse_part(struct qcow2_image *img, uint64_t off,
 	n = k;	/* clusters covered: up to the last one gathered */
 	rc = get_l2(img, (uint32_t)(c / l2e), true, &t);
 	if (!rc)
-		rc = flush_abuf(img);
+		rc = append_direct(img, iov, cnt, &host);
 	if (rc)
 		return rc;
-	host = img->end << img->cluster_bits;
-	rc = pwritev_all(img->dfd, iov, cnt, host);
-	if (rc == -EINVAL || rc == -EOPNOTSUPP) {
-		close_direct(img);
-		return 1;
-	}
-	if (rc)
-		return fail(img, rc, "writing data");
 	for (k = 0; k < n; k++) {
 		uint64_t e = QCOW2_OFLAG_ZERO;
 
