@@ -71,12 +71,11 @@ int qcow2_pread_all(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
-int qcow2_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+/* pwritev until done; -errno on failure. */
+static int pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off)
 {
-	const uint8_t *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
+	while (cnt) {
+		ssize_t n = pwritev(fd, iov, cnt, (off_t)off);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -85,11 +84,25 @@ int qcow2_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
 		}
 		if (n == 0)
 			return -EIO;
-		p += n;
-		len -= (size_t)n;
 		off += (uint64_t)n;
+		while (cnt && (size_t)n >= iov->iov_len) {
+			n -= (ssize_t)iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt) {
+			iov->iov_base = (uint8_t *)iov->iov_base + n;
+			iov->iov_len -= (size_t)n;
+		}
 	}
 	return 0;
+}
+
+int qcow2_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+
+	return len ? pwritev_all(fd, &iov, 1, off) : 0;
 }
 
 uint64_t qcow2_l1_needed(uint64_t size, unsigned cluster_bits)
@@ -405,33 +418,6 @@ static int check_unwritten(struct qcow2_image *img, uint64_t off, uint64_t len)
 				return qcow2_seterr(img->err, sizeof(img->err), -EINVAL,
 						    "guest cluster at offset %llu was already written",
 						    (unsigned long long)(c << img->cluster_bits));
-		}
-	}
-	return 0;
-}
-
-/* pwritev until done; -errno on failure. */
-static int pwritev_all(int fd, struct iovec *iov, int cnt, uint64_t off)
-{
-	while (cnt) {
-		ssize_t n = pwritev(fd, iov, cnt, (off_t)off);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		off += (uint64_t)n;
-		while (cnt && (size_t)n >= iov->iov_len) {
-			n -= (ssize_t)iov->iov_len;
-			iov++;
-			cnt--;
-		}
-		if (cnt) {
-			iov->iov_base = (uint8_t *)iov->iov_base + n;
-			iov->iov_len -= (size_t)n;
 		}
 	}
 	return 0;
