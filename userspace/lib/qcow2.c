@@ -638,6 +638,145 @@ int qcow2_write_sparse(struct qcow2_image *img, uint64_t off, const void *buf,
 	return 0;
 }
 
+/* Is data cluster k of piece q a whole, aligned cluster for O_DIRECT? */
+static bool piece_direct(const struct qcow2_image *img, const struct qcow2_piece *q)
+{
+	return !((q->len | (uintptr_t)q->buf) & (DIO_ALIGN - 1)) && !(q->len & (img->cs - 1));
+}
+
+/*
+ * The data clusters of pieces [from, n) gathered into one pwritev of at most
+ * IOV_BATCH buffers at the end of the file: *next is the first piece not
+ * taken, *clusters how many data clusters were written.
+ */
+static int append_pieces(struct qcow2_image *img, const struct qcow2_piece *p, size_t from,
+			 size_t n, size_t *next, uint64_t *clusters)
+{
+	struct iovec iov[IOV_BATCH];
+	uint64_t host, cl = 0;
+	size_t i;
+	int cnt = 0, rc;
+
+	for (i = from; i < n; i++) {
+		const struct qcow2_piece *q = &p[i];
+		uint64_t k, nk = q->len >> img->cluster_bits, need = 0;
+
+		/* a piece is taken whole: count the buffers it may need */
+		for (k = 0; k < nk; k++)
+			if (!sparse_zero(q->zero, k) && (k == 0 || sparse_zero(q->zero, k - 1)))
+				need++;
+		if (cnt && cnt + need > IOV_BATCH)
+			break;
+		for (k = 0; k < nk; k++) {
+			const uint8_t *b = (const uint8_t *)q->buf + (k << img->cluster_bits);
+
+			if (sparse_zero(q->zero, k))
+				continue;
+			cl++;
+			if (cnt && (uint8_t *)iov[cnt - 1].iov_base + iov[cnt - 1].iov_len == b) {
+				iov[cnt - 1].iov_len += img->cs;
+			} else {	/* need counted: cnt < IOV_BATCH */
+				iov[cnt].iov_base = (void *)b;
+				iov[cnt++].iov_len = img->cs;
+			}
+		}
+	}
+	*next = i;
+	*clusters = cl;
+	if (!cnt)
+		return 0;
+	rc = append_direct(img, iov, cnt, &host);
+	if (!rc)
+		img->end += cl;
+	return rc;
+}
+
+/* Map the data clusters of pieces [from, to), written from host on. */
+static int map_pieces(struct qcow2_image *img, const struct qcow2_piece *p, size_t from,
+		      size_t to, uint64_t host)
+{
+	uint64_t l2e = qcow2_l2_entries(img);
+	size_t i;
+
+	for (i = from; i < to; i++) {
+		uint64_t c = p[i].off >> img->cluster_bits, k, nk = p[i].len >> img->cluster_bits;
+		uint64_t *t = NULL;
+
+		for (k = 0; k < nk; k++, c++) {
+			uint64_t e = QCOW2_OFLAG_ZERO;
+			int rc;
+
+			if (!t || c % l2e == 0) {
+				rc = get_l2(img, (uint32_t)(c / l2e), true, &t);
+				if (rc)
+					return rc;
+			}
+			if (!sparse_zero(p[i].zero, k)) {
+				e = host | QCOW2_OFLAG_COPIED;
+				host += img->cs;
+			}
+			t[c % l2e] = htobe64(e);
+		}
+	}
+	return 0;
+}
+
+int qcow2_write_pieces(struct qcow2_image *img, const struct qcow2_piece *p, size_t n)
+{
+	uint64_t data = 0;
+	bool direct = img->dfd >= 0;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		uint64_t pos, k = 0, runs = 0;
+
+		if (i && p[i].off < p[i - 1].off + p[i - 1].len)
+			return qcow2_seterr(img->err, sizeof(img->err), -EINVAL,
+					    "pieces must be in increasing order without overlap (%llu after %llu+%llu)",
+					    (unsigned long long)p[i].off, (unsigned long long)p[i - 1].off,
+					    (unsigned long long)p[i - 1].len);
+		rc = check_range(img, p[i].off, p[i].len);
+		if (!rc)
+			rc = check_unwritten(img, p[i].off, p[i].len);
+		if (rc)
+			return rc;
+		direct = direct && piece_direct(img, &p[i]);
+		for (pos = 0; pos < p[i].len; pos += img->cs, k++) {
+			if (sparse_zero(p[i].zero, k))
+				continue;
+			data += p[i].len - pos < img->cs ? p[i].len - pos : img->cs;
+			runs += k == 0 || sparse_zero(p[i].zero, k - 1);
+		}
+		/* one piece must fit one pwritev */
+		direct = direct && runs <= IOV_BATCH;
+	}
+	if (!direct || data < QCOW2_DIRECT_MIN) {
+		for (i = 0, rc = 0; i < n && !rc; i++)
+			rc = qcow2_write_sparse(img, p[i].off, p[i].buf, p[i].len, p[i].zero);
+		return rc;
+	}
+	/*
+	 * L2 tables are fetched only after the data is written: a table
+	 * allocated now goes after the data in the file, and an evicted one
+	 * cannot be held across pieces.
+	 */
+	for (i = 0; i < n;) {
+		uint64_t host = img->end << img->cluster_bits, cl;
+		size_t next;
+
+		rc = append_pieces(img, p, i, n, &next, &cl);
+		if (rc == 1)	/* the file refused O_DIRECT: copy the rest */
+			return qcow2_write_pieces(img, p + i, n - i);
+		if (!rc)
+			rc = map_pieces(img, p, i, next, host);
+		if (rc)
+			return rc;
+		i = next;
+	}
+	return 0;
+}
+
 int qcow2_write_zero(struct qcow2_image *img, uint64_t off, uint64_t len)
 {
 	uint64_t l2e = qcow2_l2_entries(img);

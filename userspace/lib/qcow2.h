@@ -84,6 +84,22 @@ int qcow2_write_sparse(struct qcow2_image *img, uint64_t guest_offset,
 		       const void *buf, size_t len, const bool *zero);
 
 /*
+ * Several ranges read from a disk (one qcow2_write_sparse() each), in
+ * increasing guest order without overlap: with at least 256 KiB of data,
+ * all in whole clusters from 4 KiB-aligned buffers, their data clusters go
+ * to the disk together, in one O_DIRECT write per 64 buffers.  Otherwise
+ * each piece is written as qcow2_write_sparse() would.
+ */
+struct qcow2_piece {
+	uint64_t off;		/* guest offset */
+	const void *buf;
+	size_t len;
+	const bool *zero;	/* per cluster, or NULL: all data */
+};
+
+int qcow2_write_pieces(struct qcow2_image *img, const struct qcow2_piece *p, size_t n);
+
+/*
  * Mark clusters as reading zero (zero flag, no data is stored).  They hide
  * whatever the backing file holds.  Same alignment and once-only rules as
  * qcow2_write_cluster().

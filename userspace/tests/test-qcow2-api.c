@@ -637,12 +637,114 @@ static void test_sparse(void)
 	free(zero);
 }
 
+/*
+ * qcow2_write_pieces(): batches of random pieces (gaps between them, random
+ * zero maps, big and small, an unaligned buffer, the partial last cluster)
+ * in 64 KiB and 4 KiB cluster images, the L2 cache at its minimum so that
+ * tables are evicted within a batch.  Misordered, overlapping and rewritten
+ * pieces are refused before anything is written.  The image must read back
+ * as the raw file.
+ */
+static void pieces_image(uint32_t cs)
+{
+	struct qcow2_create_opts o = { .virtual_size = (40ull << 20) + 512, .cluster_size = cs };
+	const size_t cap = 16u << 20;
+	struct qcow2_piece pc[12];
+	char path[512], raw[512];
+	struct qcow2_image *img = NULL;
+	uint8_t *buf = aligned_alloc(4096, cap + 4096);
+	bool *zero = calloc(cap / cs + 1, sizeof(bool));
+	uint64_t off = 0;
+	int rc, fd, batches = 0, refused = 0, tries = 0;
+
+	tq_path(path, sizeof(path), "pieces.qcow2");
+	tq_path(raw, sizeof(raw), "pieces.raw");
+	unlink(path);
+	if (!buf || !zero) {
+		free(buf);
+		free(zero);
+		return;
+	}
+	rc = qcow2_create(path, &o, &img, err, sizeof(err));
+	fd = tq_raw_create(raw, o.virtual_size);
+	if (!rc)
+		qcow2_set_l2_cache(img, 0);
+	while (!rc && off < o.virtual_size) {
+		size_t n = 0, used = 0, zused = 0, k, nmax = 1 + tq_below(12);
+		bool unaligned = tq_below(8) == 0;
+
+		while (n < nmax && off < o.virtual_size) {
+			uint64_t len = cs * (1 + tq_below(tq_below(4) ? 8 : 96));
+			uint8_t *p = buf + used + (unaligned ? 512 : 0);
+
+			off += cs * tq_below(6);	/* a gap: left unallocated */
+			if (off >= o.virtual_size)
+				break;
+			if (len > o.virtual_size - off)
+				len = o.virtual_size - off;
+			if (used + len + 512 > cap)
+				break;
+			tq_fill(p, len);
+			for (k = 0; k * cs < len; k++) {
+				zero[zused + k] = tq_below(3) == 0;
+				if (zero[zused + k])
+					memset(p + k * cs, 0, len - k * cs < cs ? len - k * cs : cs);
+			}
+			pc[n++] = (struct qcow2_piece){ off, p, len, tq_below(5) ? zero + zused : NULL };
+			if (!pc[n - 1].zero)
+				for (k = 0; k * cs < len; k++)
+					zero[zused + k] = false;
+			tq_raw_write(fd, off, p, len);
+			used += (len + 4095) & ~(size_t)4095;
+			zused += k;
+			off += len;
+		}
+		if (n >= 2) {	/* misordered, then overlapping: refused, nothing written */
+			struct qcow2_piece t = pc[0];
+
+			pc[0] = pc[1];
+			pc[1] = t;
+			refused += qcow2_write_pieces(img, pc, n) == -EINVAL;
+			tries += 2;
+			pc[1] = pc[0];
+			pc[0] = t;
+			t = pc[1];
+			pc[1].off = pc[0].off;
+			refused += qcow2_write_pieces(img, pc, n) == -EINVAL;
+			pc[1] = t;
+		}
+		if (n) {
+			rc = qcow2_write_pieces(img, pc, n);
+			batches++;
+			if (!rc) {	/* written once: a second time is refused */
+				refused += qcow2_write_pieces(img, pc, 1) == -EINVAL;
+				tries++;
+			}
+		}
+	}
+	tap_ok(!rc && batches > 3 && refused == tries,
+	       "%u-byte clusters: %d batches of pieces accepted, misordered, overlapping and rewritten ones refused (%s)",
+	       cs, batches, rc && img ? qcow2_errmsg(img) : "");
+	if (img) {
+		int rc2 = qcow2_close(img, true, err, sizeof(err));
+
+		rc = rc ? rc : rc2;
+	}
+	close(fd);
+	tap_ok(!rc && tq_check(path) == 0 && tq_compare(path, raw) == 0,
+	       "%u-byte clusters: pieces: check and compare pass (%s)", cs, rc ? err : tq_out);
+	free(buf);
+	free(zero);
+}
+
 static void test_direct(void)
 {
 	direct_fill(65536, true);
 	direct_fill(512, false);
 	test_direct_from_caller();
 	test_sparse();
+	pieces_image(65536);
+	pieces_image(4096);
 }
 
 int main(void)
