@@ -27,6 +27,12 @@ ok $? "bsyncd starts and answers"
 expect_eq "srw-------" "$(stat -c %A "$BSYNCD_SOCK")" "socket is mode 0600"
 expect_eq "true" "$(qmp-exec "$BSYNCD_SOCK" '{"execute": "query-version"}' | jq '.return.package == "bsyncd"')" \
 	"query-version after negotiation"
+# qmp-exec's --sh keeps the connection between requests; --elapsed times the last one
+qe=$(qmp-exec "$BSYNCD_SOCK" --sh 'sleep 0.3; exit 3' '{"execute": "query-version"}' --elapsed --sh true)
+expect_eq "3 bsyncd 0" "$(echo "$qe" | jq -r '.sh // .return.package // empty' | xargs)" \
+	"qmp-exec --sh runs commands in order on one connection"
+expect_eq "true" "$(echo "$qe" | jq -s '[.[] | select(has("elapsed"))] | length == 1 and .[0].elapsed < 0.3')" \
+	"qmp-exec --elapsed counts from the last request, not from the start"
 
 # nodes
 q_ok bsync-device-add "{\"node-name\": \"$node\", \"origin\": \"/dev/mapper/$lin\", \"zeroed\": true}"

@@ -9,24 +9,30 @@
  *                        print the reply as one JSON line
  *   --events N TIMEOUT   print the next N events, one JSON line each
  *   --until NAME TIMEOUT print events up to and including the first NAME
+ *   --elapsed            print {"elapsed": S}: seconds since the last request
+ *                        was sent (a job's time without this program's start)
+ *   --sh CMD             run CMD with sh -c, the connection kept open
  *
  * Events that arrive while a command runs are kept for a later --events or
  * --until.  TIMEOUT is in seconds (may be fractional).  Exit status: 0, or 1
  * if the connection failed, a reply or an event did not come in time, or an
  * argument was wrong (message on stderr).  An error reply is printed and is
- * not a failure.
+ * not a failure, nor is CMD's exit status (it is printed as {"sh": N}).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 
 #include "qmp-client.h"
 
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: qmp-exec SOCKET ['JSON-command' | --events N TIMEOUT | --until EVENT TIMEOUT]...\n");
+		"usage: qmp-exec SOCKET ['JSON-command' | --events N TIMEOUT | --until EVENT TIMEOUT |\n"
+		"                        --elapsed | --sh CMD]...\n");
 	exit(1);
 }
 
@@ -72,10 +78,35 @@ static int events(struct qmp_client *c, long count, const char *until, int tmo)
 	return 0;
 }
 
+static double now(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Run cmd through the shell; its exit status is printed, never fatal. */
+static int run_sh(const char *cmd)
+{
+	int st;
+
+	fflush(stdout);
+	st = system(cmd);
+	if (st == -1) {
+		fprintf(stderr, "qmp-exec: cannot run '%s': %s\n", cmd, strerror(errno));
+		return 1;
+	}
+	printf("{\"sh\": %d}\n", WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+	fflush(stdout);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct qmp_client *c;
 	char err[512];
+	double sent = 0;
 	int i, r;
 
 	if (argc < 2 || !strcmp(argv[1], "--help"))
@@ -103,6 +134,13 @@ int main(int argc, char **argv)
 			r = events(c, n, argv[i][2] == 'u' ? argv[i + 1] : NULL,
 				   timeout_ms(argv[i + 2]));
 			i += 2;
+		} else if (!strcmp(argv[i], "--elapsed")) {
+			printf("{\"elapsed\": %.6f}\n", now() - sent);
+			fflush(stdout);
+		} else if (!strcmp(argv[i], "--sh")) {
+			if (++i >= argc)
+				usage();
+			r = run_sh(argv[i]);
 		} else {
 			json_object *req = json_tokener_parse(argv[i]), *reply;
 
@@ -111,6 +149,7 @@ int main(int argc, char **argv)
 				r = 1;
 				break;
 			}
+			sent = now();
 			r = qmp_transact(c, req, &reply, 600000, err, sizeof(err));
 			json_object_put(req);
 			if (r) {
