@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,7 +60,6 @@ struct backup_job {
 	size_t nruns;
 	int inject_skip, inject_errno;	/* -1: none */
 	bool session;		/* kernel session active */
-	double t_view_removed;	/* seconds end_session took to remove the view */
 };
 
 struct inject {
@@ -281,29 +281,121 @@ static double elapsed(const struct timespec *t0)
 	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-/* Tear down the view and the session (no lock needed). */
-static void end_session(struct backup_job *b)
+/*
+ * Removing a view takes tens of milliseconds (the kernel waits for RCU
+ * grace periods as the disk goes away) that the backup does not need: the
+ * session has ended and the image is closed without it.  So a thread
+ * removes it while the job completes; the next view of the same device,
+ * removing the device and the daemon's exit wait for it (views_settle).
+ */
+struct view_removal {
+	char name[160];
+	pthread_t thread;
+	struct view_removal *next;
+};
+
+static pthread_mutex_t removals_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct view_removal *removals;
+
+static void view_remove(const char *name)
 {
 	struct timespec t;
-	char err[256];
-	int i;
+	int i, r = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
-	if (b->snap[0]) {
-		for (i = 0; i < 50; i++) {
-			int r = dmctl_remove(b->snap);
-
-			if (r != -EBUSY)
-				break;
-			usleep(100000);	/* a reader (blkid, a test) still has it open */
-		}
-		b->snap[0] = 0;
-		b->t_view_removed = elapsed(&t);
+	for (i = 0; i < 50; i++) {
+		r = dmctl_remove(name);
+		if (r != -EBUSY)
+			break;
+		usleep(100000);	/* a reader (blkid, a test) still has it open */
 	}
+	if (r)
+		fprintf(stderr, "bsyncd: cannot remove the snapshot view %s: %s\n", name, strerror(-r));
+	else
+		fprintf(stderr, "bsyncd: view %s removed in %.3f s\n", name, elapsed(&t));
+}
+
+static void *view_remove_thread(void *arg)
+{
+	view_remove(((struct view_removal *)arg)->name);
+	return NULL;
+}
+
+static void view_remove_async(const char *name)
+{
+	struct view_removal *v = calloc(1, sizeof(*v));
+
+	if (v) {
+		snprintf(v->name, sizeof(v->name), "%s", name);
+		pthread_mutex_lock(&removals_mu);
+		if (!pthread_create(&v->thread, NULL, view_remove_thread, v)) {
+			v->next = removals;
+			removals = v;
+			v = NULL;
+		}
+		pthread_mutex_unlock(&removals_mu);
+		if (!v)
+			return;
+		free(v);
+	}
+	view_remove(name);	/* no thread: here and now */
+}
+
+/* Wait for the removal of device's views (all views if device is NULL). */
+static void views_settle(const char *device)
+{
+	struct view_removal **pp, *v, *done = NULL;
+	char name[160];
+
+	if (device)
+		snprintf(name, sizeof(name), SNAP_PREFIX "%s", device);
+	pthread_mutex_lock(&removals_mu);
+	for (pp = &removals; (v = *pp);) {
+		if (!device || !strcmp(v->name, name)) {
+			*pp = v->next;
+			v->next = done;
+			done = v;
+		} else {
+			pp = &v->next;
+		}
+	}
+	pthread_mutex_unlock(&removals_mu);
+	while ((v = done)) {
+		done = v->next;
+		pthread_join(v->thread, NULL);
+		free(v);
+	}
+}
+
+void backup_views_settle(const char *device)
+{
+	views_settle(device);
+}
+
+/*
+ * End the session (no lock needed).  The kernel ends a session with a view
+ * still open: its reads fail from then on.
+ */
+static void end_session(struct backup_job *b)
+{
+	char err[256];
+
 	if (b->session) {
 		if (node_message(b->node, "session_end", NULL, err, sizeof(err)))
 			fprintf(stderr, "bsyncd: %s\n", err);
 		b->session = false;
+	}
+}
+
+/*
+ * Let the view go, once the job has applied its bitmap rule: the removal
+ * holds libdevmapper (one call at a time) while the kernel waits.
+ */
+static void release_view(struct backup_job *b)
+{
+	if (b->snap[0]) {
+		view_remove_async(b->snap);
+		b->snap[0] = 0;
 	}
 }
 
@@ -334,14 +426,27 @@ static bool all_zero(const char *p, size_t n)
  * job thread fills slots in copy order and consumes them in the same order,
  * so reads of scattered clusters overlap each other and the image writes,
  * while the image (not thread-safe) is only ever written by the job thread.
+ * A slot is one read step: one span of a big run, or the spans of up to
+ * SLOT_SPANS small runs, read one after another into one buffer and
+ * written into the image together.
  */
+#define SLOT_SPANS 16		/* small runs per slot: slots (read in parallel) stay many */
+
 enum slot_state { SLOT_IDLE, SLOT_QUEUED, SLOT_DONE };
 
-struct slot {
+struct span {
 	uint64_t off, len;
-	bool read;
+	size_t at;		/* where in the slot's buffer */
+	int err;		/* injected read error, or 0 */
+};
+
+struct slot {
+	struct span span[SLOT_SPANS];
+	int nspan;
+	int nread;		/* spans read when done (the rest failed or were dropped) */
+	bool read;		/* false: one span known unallocated, nothing to read */
 	enum slot_state state;
-	int err;		/* 0 or -errno of the read */
+	int err;		/* 0 or -errno of span nread's read */
 	char *buf;		/* step bytes, 4 KiB aligned */
 	bool *zero;		/* per cluster of buf: reads as zeroes */
 	pthread_cond_t work;	/* wakes this slot's reader only */
@@ -355,8 +460,9 @@ struct readers {
 	struct slot slot[QDEPTH];
 	int depth, nthreads;
 	bool quit;
-	int fd;
-	uint64_t cluster;
+	uint64_t step;		/* bytes per slot buffer */
+	int fd;			/* the job's view */
+	uint64_t cluster;	/* the job's cluster size */
 };
 
 struct copier {
@@ -376,6 +482,7 @@ struct copier {
 	struct timespec t0;
 	double t_wait, t_put;	/* seconds waiting for reads, writing the image */
 	double t_done;		/* seconds in session_done messages (within t_put) */
+	double t_readers;	/* seconds starting and stopping the readers */
 	int ndone;
 };
 
@@ -572,6 +679,22 @@ static int copy_range(struct copier *c, uint64_t off, uint64_t len, bool rd, boo
 	return put_range(c, off, len, rd, c->buf, c->zero);
 }
 
+/* Read a slot's spans in order, up to the first that fails. */
+static void read_slot(struct slot *s)
+{
+	struct readers *rd = s->rd;
+
+	s->err = 0;
+	for (s->nread = 0; s->nread < s->nspan; s->nread++) {
+		const struct span *sp = &s->span[s->nread];
+
+		s->err = sp->err ? sp->err : read_view(rd->fd, s->buf + sp->at, sp->off, sp->len);
+		if (s->err)
+			break;
+		zero_map(s->buf + sp->at, sp->len, rd->cluster, s->zero + sp->at / rd->cluster);
+	}
+}
+
 static void *reader_thread(void *arg)
 {
 	struct slot *s = arg;
@@ -584,9 +707,7 @@ static void *reader_thread(void *arg)
 		if (s->state != SLOT_QUEUED)	/* quit */
 			break;
 		pthread_mutex_unlock(&rd->mu);
-		s->err = read_view(rd->fd, s->buf, s->off, s->len);
-		if (!s->err)
-			zero_map(s->buf, s->len, rd->cluster, s->zero);
+		read_slot(s);
 		pthread_mutex_lock(&rd->mu);
 		s->state = SLOT_DONE;
 		pthread_cond_signal(&rd->done);
@@ -616,14 +737,14 @@ static void readers_stop(struct readers *rd)
 	pthread_mutex_destroy(&rd->mu);
 }
 
-static int readers_start(struct readers *rd, const struct copier *c)
+static int readers_start(struct readers *rd, uint64_t step)
 {
 	int i, r = 0;
 
 	memset(rd, 0, sizeof(*rd));
-	rd->fd = c->fd;
-	rd->cluster = c->b->cluster;
-	rd->depth = (int)(QBYTES / c->step);
+	rd->step = step;
+	rd->fd = -1;
+	rd->depth = (int)(QBYTES / step);
 	if (rd->depth > QDEPTH)
 		rd->depth = QDEPTH;
 	if (rd->depth < 2)
@@ -635,9 +756,10 @@ static int readers_start(struct readers *rd, const struct copier *c)
 
 		s->rd = rd;
 		pthread_cond_init(&s->work, NULL);
-		if (posix_memalign((void **)&s->buf, 4096, c->step))
+		if (posix_memalign((void **)&s->buf, 4096, step))
 			s->buf = NULL;
-		s->zero = calloc(c->step / c->b->cluster, sizeof(bool));
+		/* for any job's cluster size: it is at least BACKUP_CLUSTER_MIN */
+		s->zero = calloc(step / BACKUP_CLUSTER_MIN, sizeof(bool));
 		if (!s->buf || !s->zero)
 			r = -ENOMEM;
 	}
@@ -652,77 +774,226 @@ static int readers_start(struct readers *rd, const struct copier *c)
 }
 
 /*
+ * Reader sets outlive their job: starting eight threads and mapping 32 MiB
+ * of buffers cost a small backup (an incremental) about as much as its
+ * copy.  One idle set is kept, its buffers' pages given back lazily
+ * (MADV_FREE: the kernel takes them only if it needs memory).
+ */
+static pthread_mutex_t idle_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct readers *idle_readers;
+
+static struct readers *readers_get(const struct copier *c, int *err)
+{
+	struct readers *rd = NULL;
+
+	pthread_mutex_lock(&idle_mu);
+	if (idle_readers && idle_readers->step == c->step) {
+		rd = idle_readers;
+		idle_readers = NULL;
+	}
+	pthread_mutex_unlock(&idle_mu);
+	if (!rd) {
+		rd = malloc(sizeof(*rd));
+		*err = rd ? readers_start(rd, c->step) : -ENOMEM;
+		if (*err) {
+			free(rd);
+			return NULL;
+		}
+	}
+	pthread_mutex_lock(&rd->mu);
+	rd->fd = c->fd;
+	rd->cluster = c->b->cluster;
+	pthread_mutex_unlock(&rd->mu);
+	return rd;
+}
+
+static void readers_free(struct readers *rd)
+{
+	if (rd) {
+		readers_stop(rd);
+		free(rd);
+	}
+}
+
+/* The job is done with rd: wait for its reads in flight, keep rd idle or free it. */
+static void readers_put(struct readers *rd)
+{
+	int i;
+
+	pthread_mutex_lock(&rd->mu);
+	for (i = 0; i < rd->depth; i++) {
+		while (rd->slot[i].state == SLOT_QUEUED)
+			pthread_cond_wait(&rd->done, &rd->mu);
+		rd->slot[i].state = SLOT_IDLE;
+	}
+	rd->fd = -1;
+	pthread_mutex_unlock(&rd->mu);
+	pthread_mutex_lock(&idle_mu);
+	if (!idle_readers) {
+		for (i = 0; i < rd->depth; i++)
+			madvise(rd->slot[i].buf, rd->step, MADV_FREE);
+		idle_readers = rd;
+		rd = NULL;
+	}
+	pthread_mutex_unlock(&idle_mu);
+	readers_free(rd);
+}
+
+static void readers_drop_idle(void)
+{
+	struct readers *rd;
+
+	pthread_mutex_lock(&idle_mu);
+	rd = idle_readers;
+	idle_readers = NULL;
+	pthread_mutex_unlock(&idle_mu);
+	readers_free(rd);
+}
+
+/*
+ * Fill slot s from the runs at (*i, *pos): a known-unallocated run's next
+ * ZERO_CHUNK, or read spans up to the buffer's size.  Small runs share a
+ * slot; a rate-limited job reads one span per slot (its reads are paced).
+ * No span is added after one whose read is to fail (injected).
+ */
+static void fill_slot(struct copier *c, struct slot *s, size_t *i, uint64_t *pos)
+{
+	struct backup_job *b = c->b;
+	size_t at = 0;
+
+	s->nspan = 0;
+	s->read = b->runs[*i].read;
+	while (*i < b->nruns && s->nspan < SLOT_SPANS) {
+		const struct run *rn = &b->runs[*i];
+		uint64_t room = (s->read ? c->step : ZERO_CHUNK) - at, n = rn->off + rn->len - *pos;
+		struct span *sp = &s->span[s->nspan];
+
+		if (rn->read != s->read || !room)
+			break;
+		if (n > room)
+			n = room;
+		*sp = (struct span){ *pos, n, at, s->read ? injected(c) : 0 };
+		s->nspan++;
+		at += (n + 4095) & ~4095ull;	/* O_DIRECT: each span's buffer aligned */
+		*pos += n;
+		if (*pos == rn->off + rn->len && ++*i < b->nruns)
+			*pos = b->runs[*i].off;
+		if (!s->read || sp->err || c->limited)
+			break;
+	}
+}
+
+/* The first n spans of slot s are read: into the image together, then told to the kernel. */
+static int put_slot(struct copier *c, struct slot *s, int n)
+{
+	struct backup_job *b = c->b;
+	struct qcow2_piece pc[SLOT_SPANS];
+	int k, r = 0;
+
+	if (!s->read || n == 1 || b->cluster != qcow2_cluster_size(b->img)) {
+		for (k = 0; k < n && !r; k++) {
+			const struct span *sp = &s->span[k];
+
+			r = s->read ? write_out(b, s->buf + sp->at, s->zero + sp->at / b->cluster,
+						sp->off, sp->len) :
+				      qcow2_write_zero(b->img, sp->off, sp->len);
+		}
+	} else if (n) {
+		for (k = 0; k < n; k++)
+			pc[k] = (struct qcow2_piece){ s->span[k].off, s->buf + s->span[k].at,
+						      (size_t)s->span[k].len,
+						      s->zero + s->span[k].at / b->cluster };
+		r = qcow2_write_pieces(b->img, pc, (size_t)n);
+	}
+	for (k = 0; k < n && !r; k++)
+		r = session_done(c, s->span[k].off, s->span[k].len);
+	for (k = 0; k < n && !r; k++)
+		progress(b, s->span[k].len);
+	return r;
+}
+
+static uint64_t slot_read_bytes(const struct slot *s)
+{
+	uint64_t n = 0;
+	int k;
+
+	for (k = 0; s->read && k < s->nspan; k++)
+		n += s->span[k].len;
+	return n;
+}
+
+/*
  * Copy the runs in order, up to depth reads in flight (one while the job
  * is rate-limited, so that it reads no faster than its speed).  A read
- * error stops the copy at that range: what was copied before it is in the
+ * error stops the copy at that span: what was copied before it is in the
  * image and told to the kernel; reads after it are dropped.
  */
 static int copy_runs(struct copier *c, bool *is_read)
 {
 	struct backup_job *b = c->b;
-	struct readers rd;
+	struct readers *rd;
 	size_t i = 0;
 	uint64_t pos = b->nruns ? b->runs[0].off : 0;
-	int head = 0, inflight = 0, r;
+	int head = 0, inflight = 0, r = 0;
+	struct timespec t;
 
-	r = readers_start(&rd, c);
-	if (r)
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	rd = readers_get(c, &r);
+	c->t_readers += elapsed(&t);
+	if (!rd)
 		return r;
 	for (;;) {
-		struct timespec t;
 		struct slot *s;
 
 		if (job_pause_point(&b->job))
 			break;
 		/* issue, in copy order, as far as the ring and the rate allow */
-		while (i < b->nruns && inflight < (c->limited ? 1 : rd.depth)) {
-			const struct run *rn = &b->runs[i];
-			uint64_t step = rn->read ? c->step : ZERO_CHUNK;
-			uint64_t n = rn->off + rn->len - pos < step ? rn->off + rn->len - pos : step;
-
-			s = &rd.slot[(head + inflight) % rd.depth];
-			s->off = pos;
-			s->len = n;
-			s->read = rn->read;
-			s->err = rn->read ? injected(c) : 0;
-			pthread_mutex_lock(&rd.mu);
-			s->state = s->read && !s->err ? SLOT_QUEUED : SLOT_DONE;
+		while (i < b->nruns && inflight < (c->limited ? 1 : rd->depth)) {
+			s = &rd->slot[(head + inflight) % rd->depth];
+			fill_slot(c, s, &i, &pos);
+			pthread_mutex_lock(&rd->mu);
+			if (s->read) {
+				s->state = SLOT_QUEUED;
+			} else {
+				s->state = SLOT_DONE;
+				s->nread = s->nspan;
+				s->err = 0;
+			}
 			pthread_cond_signal(&s->work);
-			pthread_mutex_unlock(&rd.mu);
+			pthread_mutex_unlock(&rd->mu);
 			inflight++;
-			pos += n;
-			if (pos == rn->off + rn->len && ++i < b->nruns)
-				pos = b->runs[i].off;
 		}
 		if (!inflight)
 			break;
 		/* consume the oldest */
-		s = &rd.slot[head];
+		s = &rd->slot[head];
 		clock_gettime(CLOCK_MONOTONIC, &t);
-		pthread_mutex_lock(&rd.mu);
+		pthread_mutex_lock(&rd->mu);
 		while (s->state != SLOT_DONE)
-			pthread_cond_wait(&rd.done, &rd.mu);
-		pthread_mutex_unlock(&rd.mu);
+			pthread_cond_wait(&rd->done, &rd->mu);
+		pthread_mutex_unlock(&rd->mu);
 		c->t_wait += elapsed(&t);
-		if (s->err) {
-			*is_read = true;
-			r = s->err;
-			break;
-		}
 		clock_gettime(CLOCK_MONOTONIC, &t);
-		r = put_range(c, s->off, s->len, s->read, s->buf, s->zero);
+		r = put_slot(c, s, s->nread);
 		c->t_put += elapsed(&t);
 		if (r) {
 			*is_read = false;
 			break;
 		}
+		if (s->err) {
+			*is_read = true;
+			r = s->err;
+			break;
+		}
 		s->state = SLOT_IDLE;
-		head = (head + 1) % rd.depth;
+		head = (head + 1) % rd->depth;
 		inflight--;
-		if (rate_limit(c, s->read ? s->len : 0))
+		if (rate_limit(c, slot_read_bytes(s)))
 			break;
 	}
-	readers_stop(&rd);
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	readers_put(rd);
+	c->t_readers += elapsed(&t);
 	return r;
 }
 
@@ -844,9 +1115,9 @@ static int backup_run(struct job *job)
 	if (!r)
 		r = check_session(b, &is_read);
 	fprintf(stderr, "bsyncd: job %s: %s after %.3f s, %" PRIu64 " of %" PRIu64
-		" bytes, %d reads (%.3f s waiting for reads, %.3f s writing the image, of which %.3f s in %d session_done)\n",
+		" bytes, %d reads (%.3f s waiting for reads, %.3f s writing the image, of which %.3f s in %d session_done; %.3f s starting and stopping readers)\n",
 		job->id, r ? strerror(-r) : "copied", elapsed(&c.t0), job->offset, job->len, c.reads,
-		c.t_wait, c.t_put, c.t_done, c.ndone);
+		c.t_wait, c.t_put, c.t_done, c.ndone, c.t_readers);
 out:
 	if (c.fd >= 0)
 		close(c.fd);
@@ -862,9 +1133,9 @@ out:
 		job_event_error(job, is_read);
 	}
 	/*
-	 * Everything was read (the view is closed): the view and the session
-	 * end in a thread of their own while the image is closed, as both
-	 * mostly wait (for the kernel, for the disk).
+	 * Everything was read (the view is closed): the session ends in a
+	 * thread of its own while the image is closed, as both mostly wait
+	 * (for the kernel, for the disk).  The view goes at clean.
 	 */
 	{
 		struct timespec t1;
@@ -887,8 +1158,7 @@ out:
 		}
 		if (ending)
 			pthread_join(ender, NULL);
-		fprintf(stderr, "bsyncd: job %s: view and session ended in %.3f s (view removed in %.3f s)\n",
-			job->id, elapsed(&t1), b->t_view_removed);
+		fprintf(stderr, "bsyncd: job %s: session ended in %.3f s\n", job->id, elapsed(&t1));
 	}
 	return r == -ECANCELED ? 0 : r;
 }
@@ -926,6 +1196,7 @@ static void backup_clean(struct job *job)
 {
 	struct backup_job *b = (struct backup_job *)job;
 
+	release_view(b);
 	free(b->runs);
 	b->runs = NULL;
 	b->nruns = 0;
@@ -935,6 +1206,7 @@ static void backup_free(struct job *job)
 {
 	struct backup_job *b = (struct backup_job *)job;
 
+	release_view(b);	/* a job that never got to clean */
 	free(b->bitmap);
 	free(b->node);
 	free(b->target);
@@ -1132,6 +1404,7 @@ int backup_start(const struct backup_args *a, struct qerr *e)
 	}
 	b->session = true;
 	snprintf(b->snap, sizeof(b->snap), SNAP_PREFIX "%s", a->device);
+	views_settle(a->device);	/* the last job's view, if still going */
 	snprintf(msg, sizeof(msg), "/dev/mapper/%s", a->device);
 	r = dmctl_create_ro(b->snap, b->size / 512, "bsync-snap", msg);
 	if (r) {
@@ -1162,6 +1435,7 @@ int backup_start(const struct backup_args *a, struct qerr *e)
 
 bad_session:
 	end_session(b);
+	release_view(b);
 	if (b->bitmap) {
 		snprintf(msg, sizeof(msg), "unfreeze %s reclaim", b->bitmap);
 		node_message(a->device, msg, NULL, NULL, 0);
@@ -1217,6 +1491,8 @@ void backup_shutdown(void)
 {
 	struct inject *p;
 
+	views_settle(NULL);
+	readers_drop_idle();
 	while ((p = injects)) {
 		injects = p->next;
 		free(p);

@@ -43,7 +43,10 @@ int backup_inject_error(const char *device, int64_t skip, int64_t err, struct qe
  */
 int backup_recover(void);
 
-/* Is a view/session of ours using this node (beyond a job)? */
+/* Wait until the snapshot views of device's finished jobs are removed. */
+void backup_views_settle(const char *device);
+
+/* At exit: wait for views being removed, free what is left. */
 void backup_shutdown(void);
 
 #endif

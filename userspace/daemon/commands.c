@@ -171,6 +171,7 @@ static int cmd_device_remove(json_object *args, json_object **ret, struct qerr *
 	if (j)
 		return qerr_set(e, "Node '%s' is busy: block device is in use by block job: %s",
 				name, j->drv->type);
+	backup_views_settle(name);
 	if (node_remove(name, err, sizeof(err)))
 		return qerr_set(e, "%s", err);
 	return 0;
