@@ -19,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/aio_abi.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -430,7 +432,7 @@ static bool all_zero(const char *p, size_t n)
  * SLOT_SPANS small runs, read one after another into one buffer and
  * written into the image together.
  */
-#define SLOT_SPANS 16		/* small runs per slot: slots (read in parallel) stay many */
+#define SLOT_SPANS 64		/* qcow2_write_pieces() takes 64 buffers per write */
 
 enum slot_state { SLOT_IDLE, SLOT_QUEUED, SLOT_DONE };
 
@@ -452,6 +454,7 @@ struct slot {
 	pthread_cond_t work;	/* wakes this slot's reader only */
 	struct readers *rd;
 	pthread_t thread;
+	aio_context_t aio;	/* reads the spans at once; 0: one by one */
 };
 
 struct readers {
@@ -679,16 +682,92 @@ static int copy_range(struct copier *c, uint64_t off, uint64_t len, bool rd, boo
 	return put_range(c, off, len, rd, c->buf, c->zero);
 }
 
-/* Read a slot's spans in order, up to the first that fails. */
+/*
+ * Read spans [0, n) of s at once with native AIO: *res is 0 or -errno per
+ * span.  Returns false if AIO failed before any read was in flight (the
+ * caller reads them one by one instead).
+ */
+static bool aio_read_spans(struct slot *s, int n, int *res)
+{
+	struct readers *rd = s->rd;
+	struct iocb cb[SLOT_SPANS], *cbp[SLOT_SPANS];
+	struct io_event ev[SLOT_SPANS];
+	int k, sub = 0, done = 0;
+
+	for (k = 0; k < n; k++) {
+		memset(&cb[k], 0, sizeof(cb[k]));
+		cb[k].aio_fildes = (uint32_t)rd->fd;
+		cb[k].aio_lio_opcode = IOCB_CMD_PREAD;
+		cb[k].aio_buf = (uint64_t)(uintptr_t)(s->buf + s->span[k].at);
+		cb[k].aio_nbytes = (s->span[k].len + 4095) & ~4095ull;
+		cb[k].aio_offset = (int64_t)s->span[k].off;
+		cb[k].aio_data = (uint64_t)k;
+		cbp[k] = &cb[k];
+		res[k] = -EIO;
+	}
+	while (sub < n) {
+		long r = syscall(SYS_io_submit, s->aio, (long)(n - sub), cbp + sub);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (!sub)
+				return false;
+			for (k = sub; k < n; k++)
+				res[k] = r < 0 ? -errno : -EIO;
+			break;
+		}
+		sub += (int)r;
+	}
+	while (done < sub) {
+		long r = syscall(SYS_io_getevents, s->aio, 1L, (long)(sub - done), ev, NULL);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			/* cannot happen with a valid context; io_destroy waits for the reads */
+			syscall(SYS_io_destroy, s->aio);
+			s->aio = 0;
+			break;
+		}
+		for (k = 0; k < r; k++) {
+			const struct span *sp = &s->span[ev[k].data];
+
+			res[ev[k].data] = ev[k].res < 0 ? (int)ev[k].res :
+					  (uint64_t)ev[k].res < sp->len ? -EIO : 0;
+		}
+		done += (int)r;
+	}
+	return true;
+}
+
+/*
+ * Read a slot's spans: all at once (AIO), or one by one; what counts is
+ * the first that failed, and the spans before it.  An injected failure is
+ * always the last span and is not read.
+ */
 static void read_slot(struct slot *s)
 {
 	struct readers *rd = s->rd;
+	int res[SLOT_SPANS], n = s->nspan, k;
 
+	if (n && s->span[n - 1].err) {
+		res[n - 1] = s->span[n - 1].err;
+		n--;
+	}
+	if (n < 2 || !s->aio || !aio_read_spans(s, n, res)) {
+		for (k = 0; k < n; k++) {
+			res[k] = read_view(rd->fd, s->buf + s->span[k].at, s->span[k].off,
+					   s->span[k].len);
+			if (res[k])
+				break;
+		}
+	}
 	s->err = 0;
 	for (s->nread = 0; s->nread < s->nspan; s->nread++) {
 		const struct span *sp = &s->span[s->nread];
 
-		s->err = sp->err ? sp->err : read_view(rd->fd, s->buf + sp->at, sp->off, sp->len);
+		s->err = res[s->nread];
 		if (s->err)
 			break;
 		zero_map(s->buf + sp->at, sp->len, rd->cluster, s->zero + sp->at / rd->cluster);
@@ -729,6 +808,8 @@ static void readers_stop(struct readers *rd)
 	for (i = 0; i < rd->nthreads; i++)
 		pthread_join(rd->slot[i].thread, NULL);
 	for (i = 0; i < rd->depth; i++) {
+		if (rd->slot[i].aio)
+			syscall(SYS_io_destroy, rd->slot[i].aio);
 		free(rd->slot[i].buf);
 		free(rd->slot[i].zero);
 		pthread_cond_destroy(&rd->slot[i].work);
@@ -756,6 +837,8 @@ static int readers_start(struct readers *rd, uint64_t step)
 
 		s->rd = rd;
 		pthread_cond_init(&s->work, NULL);
+		if (syscall(SYS_io_setup, SLOT_SPANS, &s->aio))
+			s->aio = 0;	/* no AIO (aio-max-nr reached): one read at a time */
 		if (posix_memalign((void **)&s->buf, 4096, step))
 			s->buf = NULL;
 		/* for any job's cluster size: it is at least BACKUP_CLUSTER_MIN */
