@@ -555,6 +555,21 @@ static void test_direct_from_caller(void)
 	free(buf);
 }
 
+/* A new image NAME.qcow2 and its raw reference NAME.raw (paths of 512 bytes). */
+static int create_pair(const char *name, const struct qcow2_create_opts *o, char *path,
+		       char *raw, struct qcow2_image **img, int *fd)
+{
+	char n[64];
+
+	snprintf(n, sizeof(n), "%s.qcow2", name);
+	tq_path(path, 512, n);
+	snprintf(n, sizeof(n), "%s.raw", name);
+	tq_path(raw, 512, n);
+	unlink(path);
+	*fd = tq_raw_create(raw, o->virtual_size);
+	return qcow2_create(path, o, img, err, sizeof(err));
+}
+
 /*
  * qcow2_write_sparse(): ranges with zero maps of every shape (alternating
  * clusters: more runs than one pwritev takes; all zero; all data; NULL),
@@ -572,15 +587,12 @@ static void test_sparse(void)
 	uint64_t off = 0;
 	int rc, fd, i = 0;
 
-	tq_path(path, sizeof(path), "sparse.qcow2");
-	tq_path(raw, sizeof(raw), "sparse.raw");
 	if (!buf || !zero) {
 		free(buf);
 		free(zero);
 		return;
 	}
-	rc = qcow2_create(path, &o, &img, err, sizeof(err));
-	fd = tq_raw_create(raw, o.virtual_size);
+	rc = create_pair("sparse", &o, path, raw, &img, &fd);
 	while (!rc && off < o.virtual_size) {
 		size_t len = big, k;
 		uint8_t *p = buf;
@@ -657,16 +669,12 @@ static void pieces_image(uint32_t cs)
 	uint64_t off = 0;
 	int rc, fd, batches = 0, refused = 0, tries = 0;
 
-	tq_path(path, sizeof(path), "pieces.qcow2");
-	tq_path(raw, sizeof(raw), "pieces.raw");
-	unlink(path);
 	if (!buf || !zero) {
 		free(buf);
 		free(zero);
 		return;
 	}
-	rc = qcow2_create(path, &o, &img, err, sizeof(err));
-	fd = tq_raw_create(raw, o.virtual_size);
+	rc = create_pair("pieces", &o, path, raw, &img, &fd);
 	if (!rc)
 		qcow2_set_l2_cache(img, 0);
 	while (!rc && off < o.virtual_size) {
