@@ -112,8 +112,18 @@ qemu-img compare -q -f qcow2 -F raw "$out/inc1.qcow2" /dev/mapper/$node
 ok $? "chain full <- inc1 equals the device (zeroed cluster hides old data)"
 expect_eq 0 "$(bm_count $node bitmap0)" "bitmap empty again"
 
+# A job's view is removed after it completes, without holding it up: two
+# jobs back to back, then the device removed at once; no view is left.
+for j in 1 2; do
+	run_job_until BLOCK_JOB_COMPLETED 120 "{\"execute\": \"drive-backup\", \"arguments\": {\"device\": \"$node\",
+		\"job-id\": \"b2b$j\", \"target\": \"$out/b2b$j.qcow2\", \"sync\": \"full\"}}" >"$ev"
+	expect_eq none "$(event_field "$ev" BLOCK_JOB_COMPLETED error)" "back-to-back full backup $j completes"
+done
+
 # device removal
 expect_eq "" "$(q_err bsync-device-remove "{\"node-name\": \"$node\"}")" "bsync-device-remove"
+expect_eq "" "$(dmsetup ls --target bsync-snap 2>/dev/null | grep -v 'No devices' | awk '{print $1}')" \
+	"no snapshot view is left once the device is removed"
 expect_eq "Cannot find device='$node' nor node-name='$node'" \
 	"$(q_err bsync-device-remove "{\"node-name\": \"$node\"}")" "removed node is gone"
 
