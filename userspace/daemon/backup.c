@@ -429,7 +429,7 @@ static bool all_zero(const char *p, size_t n)
  * so reads of scattered clusters overlap each other and the image writes,
  * while the image (not thread-safe) is only ever written by the job thread.
  * A slot is one read step: one span of a big run, or the spans of up to
- * SLOT_SPANS small runs, read one after another into one buffer and
+ * SLOT_SPANS small runs, read at once (native AIO) into one buffer and
  * written into the image together.
  */
 #define SLOT_SPANS 64		/* qcow2_write_pieces() takes 64 buffers per write */
@@ -973,25 +973,21 @@ static int put_slot(struct copier *c, struct slot *s, int n)
 	struct qcow2_piece pc[SLOT_SPANS];
 	int k, r = 0;
 
-	if (!s->read || n == 1 || b->cluster != qcow2_cluster_size(b->img)) {
-		for (k = 0; k < n && !r; k++) {
-			const struct span *sp = &s->span[k];
-
-			r = s->read ? write_out(b, s->buf + sp->at, s->zero + sp->at / b->cluster,
-						sp->off, sp->len) :
-				      qcow2_write_zero(b->img, sp->off, sp->len);
-		}
-	} else if (n) {
-		for (k = 0; k < n; k++)
-			pc[k] = (struct qcow2_piece){ s->span[k].off, s->buf + s->span[k].at,
-						      (size_t)s->span[k].len,
-						      s->zero + s->span[k].at / b->cluster };
-		r = qcow2_write_pieces(b->img, pc, (size_t)n);
+	if (n < 2 || !s->read || b->cluster != qcow2_cluster_size(b->img)) {
+		for (k = 0; k < n && !r; k++)
+			r = put_range(c, s->span[k].off, s->span[k].len, s->read,
+				      s->buf + s->span[k].at, s->zero + s->span[k].at / b->cluster);
+		return r;
 	}
-	for (k = 0; k < n && !r; k++)
+	for (k = 0; k < n; k++)
+		pc[k] = (struct qcow2_piece){ s->span[k].off, s->buf + s->span[k].at,
+					      (size_t)s->span[k].len, s->zero + s->span[k].at / b->cluster };
+	r = qcow2_write_pieces(b->img, pc, (size_t)n);
+	for (k = 0; k < n && !r; k++) {
 		r = session_done(c, s->span[k].off, s->span[k].len);
-	for (k = 0; k < n && !r; k++)
-		progress(b, s->span[k].len);
+		if (!r)
+			progress(b, s->span[k].len);
+	}
 	return r;
 }
 
