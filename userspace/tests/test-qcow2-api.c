@@ -479,6 +479,24 @@ static void direct_fill(uint32_t cs, bool expect_direct)
  * zero writes, across L2 tables (4 KiB clusters: 2 MiB per table), and a
  * partial last cluster.  The image must read back as the raw file.
  */
+
+/*
+ * Close the image (complete) and its raw reference after writes that
+ * returned rc; both must pass qemu-img check and compare equal.
+ */
+static void finish_pair(struct qcow2_image *img, int fd, int rc, const char *path,
+			const char *raw, const char *what)
+{
+	if (img) {
+		int rc2 = qcow2_close(img, true, err, sizeof(err));
+
+		rc = rc ? rc : rc2;
+	}
+	close(fd);
+	tap_ok(!rc && tq_check(path) == 0 && tq_compare(path, raw) == 0,
+	       "%s: check and compare pass (%s)", what, rc ? err : tq_out);
+}
+
 static void test_direct_from_caller(void)
 {
 	struct qcow2_create_opts o = { .virtual_size = (40ull << 20) + 1536, .cluster_size = 4096 };
@@ -544,14 +562,7 @@ static void test_direct_from_caller(void)
 	tap_ok(!rc && uncopied && copied,
 	       "aligned big writes bypass the append buffer, the others use it (%s)",
 	       rc ? qcow2_errmsg(img) : "");
-	{
-		int rc2 = qcow2_close(img, true, err, sizeof(err));
-
-		rc = rc ? rc : rc2;
-	}
-	close(fd);
-	tap_ok(!rc && tq_check(path) == 0 && tq_compare(path, raw) == 0,
-	       "writes from the caller's buffer: check and compare pass (%s)", rc ? err : tq_out);
+	finish_pair(img, fd, rc, path, raw, "writes from the caller's buffer");
 	free(buf);
 }
 
@@ -637,14 +648,7 @@ static void test_sparse(void)
 	}
 	tap_ok(!rc && off == o.virtual_size, "sparse writes of every shape accepted (%s)",
 	       rc && img ? qcow2_errmsg(img) : "");
-	if (img) {
-		int rc2 = qcow2_close(img, true, err, sizeof(err));
-
-		rc = rc ? rc : rc2;
-	}
-	close(fd);
-	tap_ok(!rc && tq_check(path) == 0 && tq_compare(path, raw) == 0,
-	       "sparse writes: check and compare pass (%s)", rc ? err : tq_out);
+	finish_pair(img, fd, rc, path, raw, "sparse writes");
 	free(buf);
 	free(zero);
 }
@@ -668,6 +672,7 @@ static void pieces_image(uint32_t cs)
 	bool *zero = calloc(cap / cs + 1, sizeof(bool));
 	uint64_t off = 0;
 	int rc, fd, batches = 0, refused = 0, tries = 0;
+	char what[64];
 
 	if (!buf || !zero) {
 		free(buf);
@@ -733,14 +738,8 @@ static void pieces_image(uint32_t cs)
 	tap_ok(!rc && batches > 3 && refused == tries,
 	       "%u-byte clusters: %d batches of pieces accepted, misordered, overlapping and rewritten ones refused (%s)",
 	       cs, batches, rc && img ? qcow2_errmsg(img) : "");
-	if (img) {
-		int rc2 = qcow2_close(img, true, err, sizeof(err));
-
-		rc = rc ? rc : rc2;
-	}
-	close(fd);
-	tap_ok(!rc && tq_check(path) == 0 && tq_compare(path, raw) == 0,
-	       "%u-byte clusters: pieces: check and compare pass (%s)", cs, rc ? err : tq_out);
+	snprintf(what, sizeof(what), "%u-byte clusters: pieces", cs);
+	finish_pair(img, fd, rc, path, raw, what);
 	free(buf);
 	free(zero);
 }
