@@ -694,31 +694,29 @@ out:
 int bsync_md_log(struct bsync_md *md, const struct bsync_md_log_record *recs,
 		 unsigned int nr)
 {
-	unsigned int blocks = DIV_ROUND_UP(nr, BSYNC_MD_LOG_RECORDS), b, n;
+	unsigned int blocks = DIV_ROUND_UP(nr, BSYNC_MD_LOG_RECORDS), n;
 	u64 gen = le64_to_cpu(md->sb->generation);
 	struct bsync_md_log_header *h;
-	u8 *buf;
-	int r;
+	int r = 0;
 
 	if (!nr)
 		return 0;
 	if (md->next_seq + blocks > le64_to_cpu(md->sb->log_blocks))
 		return -ENOSPC;
-	buf = kvzalloc((size_t)blocks << BSYNC_MD_BLOCK_SHIFT, GFP_KERNEL);
-	if (!buf)
+	h = kmalloc(BSYNC_MD_BLOCK_SIZE, GFP_KERNEL);
+	if (!h)
 		return -ENOMEM;
-	r = 0;
-	for (b = 0; b < blocks && !r; b++, recs += n, nr -= n) {
-		h = (void *)(buf + (b << BSYNC_MD_BLOCK_SHIFT));
+	/* One block at a time: only the last can be torn (see replay_log()). */
+	for (; nr && !r; recs += n, nr -= n) {
 		n = min_t(unsigned int, nr, BSYNC_MD_LOG_RECORDS);
+		memset(h, 0, BSYNC_MD_BLOCK_SIZE);
 		h->magic = cpu_to_le32(BSYNC_MD_LOG_MAGIC);
 		h->generation = cpu_to_le64(gen);
-		h->seq = cpu_to_le64(md->next_seq + b);
+		h->seq = cpu_to_le64(md->next_seq);
 		h->nr_records = cpu_to_le32(n);
 		h->nonce = md->sb->nonce;
 		memcpy(h + 1, recs, n * sizeof(*recs));
 		h->csum = cpu_to_le32(log_csum(h, n));
-		/* One at a time: only the last can be torn (see replay_log()). */
 		r = md_write_verified(md, REQ_FUA, le64_to_cpu(md->sb->log_start) + md->next_seq,
 				      h, 1);
 		if (!r) {
@@ -726,7 +724,7 @@ int bsync_md_log(struct bsync_md *md, const struct bsync_md_log_record *recs,
 			md->stats.log_writes++;
 		}
 	}
-	kvfree(buf);
+	kfree(h);
 	return r;
 }
 

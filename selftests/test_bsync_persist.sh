@@ -119,6 +119,29 @@ expect_eq "1 1 0" "$(for b in c4k c64k cdis; do bitmap_field bt-crashimg $b inco
 dm remove bt-crashimg; dm remove bt-md2; dm remove bt-ocopy
 dm remove $dev
 
+# One group commit over several log blocks: 512 first-touch writes at once
+# while the metadata device delays writes by 300 ms, so that they wait
+# together and are logged in one go (254 records a block).  Its crash image
+# must replay every block, in order.
+md_linear $mdsect && md_wipe
+create && dm message $dev 0 add m4k 4k persistent
+echo "0 $mdsect delay $mdisk 0 0 $mdisk 0 300" | dm load bt-md && dm resume bt-md
+fio --name=burst --filename=/dev/mapper/$dev --rw=randwrite --bs=4k --direct=1 --ioengine=libaio \
+	--iodepth=512 --number_ios=512 --size=$size --output=/dev/null
+echo "0 $mdsect linear $mdisk 0" | dm load bt-md && dm resume bt-md
+live=$(snapshot)
+logged=$(dm message $dev 0 metadata_status | tr ' ' '\n' | sed -n 's/^log=\([0-9]*\).*/\1/p')
+[ "${logged:-0}" -ge 3 ] && [ "$logged" -le 12 ]
+ok $? "512 first touches logged in a few multi-record blocks (${logged:-none})"
+slice bt-md2 16 16 && slice bt-ocopy 128 128
+dd if=/dev/mapper/bt-md of=/dev/mapper/bt-md2 bs=1M iflag=direct oflag=direct status=none &&
+	dd if=/dev/mapper/$dev of=/dev/mapper/bt-ocopy bs=1M iflag=direct oflag=direct status=none
+echo "0 $sectors bsync /dev/mapper/bt-ocopy 2 metadata /dev/mapper/bt-md2" | dm create bt-crashimg
+expect_eq "$(echo "$live" | sed 's/busy=[01]//')" "$(dev=bt-crashimg; snapshot | sed 's/busy=[01]//')" \
+	"the crash image replays a group commit of several log blocks whole and consistent"
+dm remove bt-crashimg; dm remove bt-md2; dm remove bt-ocopy
+dm remove $dev
+
 # --- clean persistence: remove, rmmod, load again
 md_linear $mdsect && md_wipe
 create
