@@ -41,11 +41,12 @@ void store_release(struct store *st);
  * Is dev (or anything it is stacked on: dm/md slaves, a partition's disk,
  * a loop device's backing file system) one of protect[]?  Walks
  * <sysfs>/dev/block/M:m recursively.  0 if not stacked; -ELOOP if it is,
- * with the chain in err; other -errno if sysfs cannot be read.
+ * with the chain in err, where what names dev ("metadata device"); other
+ * -errno if sysfs cannot be read.
  */
-/* The same for any device: @what names it in the message ("metadata device"). */
 int dev_check_stacking(const char *sysfs, dev_t dev, const dev_t *protect, size_t nprotect,
 		       const char *what, char *err, size_t errlen);
+/* dev_check_stacking() for a store. */
 int store_check_stacking(const char *sysfs, dev_t dev, const dev_t *protect, size_t nprotect,
 			 char *err, size_t errlen);
 
