@@ -543,99 +543,46 @@ static int write_sparse_runs(struct qcow2_image *img, uint64_t off,
 	return rc;
 }
 
+#define IOV_BATCH 64	/* buffers per O_DIRECT pwritev */
+#define SPARSE_PIECES 16
+
 /*
- * One L2 table's part of qcow2_write_sparse(), at most IOV_BATCH data runs:
- * its whole data clusters in one O_DIRECT pwritev from the caller's buffer,
- * consecutive at the end of the file; zero clusters flagged.  *done is what
- * it covered.  Returns 1 (nothing done) if the part must be copied instead.
+ * The whole clusters of the range as pieces of at most IOV_BATCH data runs
+ * each (one pwritev), several at a time; the partial last cluster (the
+ * disk's end) is copied.
  */
-#define IOV_BATCH 64
-static int write_sparse_part(struct qcow2_image *img, uint64_t off,
-			     const uint8_t *p, size_t len, const bool *zero,
-			     size_t *done)
-{
-	uint64_t l2e = qcow2_l2_entries(img), c = off >> img->cluster_bits;
-	uint64_t k = 0, n = l2e - c % l2e, host, *t;
-	struct iovec iov[IOV_BATCH];
-	int cnt = 0, rc;
-
-	/* whole clusters only: a partial last one is padded by a copy */
-	if ((uint64_t)(len >> img->cluster_bits) < n)
-		n = len >> img->cluster_bits;
-	for (; k < n; k++) {
-		const uint8_t *q = p + (k << img->cluster_bits);
-
-		if (sparse_zero(zero, k))
-			continue;
-		if (cnt && (uint8_t *)iov[cnt - 1].iov_base + iov[cnt - 1].iov_len == q) {
-			iov[cnt - 1].iov_len += img->cs;
-		} else if (cnt == IOV_BATCH) {
-			break;
-		} else {
-			iov[cnt].iov_base = (void *)q;
-			iov[cnt++].iov_len = img->cs;
-		}
-	}
-	if (!cnt) {
-		if (!n)		/* only a partial cluster left */
-			return 1;
-		*done = (size_t)(n << img->cluster_bits);
-		return qcow2_write_zero(img, off, *done);
-	}
-	n = k;	/* clusters covered: up to the last one gathered */
-	rc = get_l2(img, (uint32_t)(c / l2e), true, &t);
-	if (!rc)
-		rc = append_direct(img, iov, cnt, &host);
-	if (rc)
-		return rc;
-	for (k = 0; k < n; k++) {
-		uint64_t e = QCOW2_OFLAG_ZERO;
-
-		if (!sparse_zero(zero, k)) {
-			e = host | QCOW2_OFLAG_COPIED;
-			host += img->cs;
-			img->end++;
-		}
-		t[(c + k) % l2e] = htobe64(e);
-	}
-	*done = (size_t)(n << img->cluster_bits);
-	return 0;
-}
-
 int qcow2_write_sparse(struct qcow2_image *img, uint64_t off, const void *buf,
 		       size_t len, const bool *zero)
 {
+	struct qcow2_piece pc[SPARSE_PIECES];
 	const uint8_t *p = buf;
-	size_t data = 0;
-	uint64_t i = 0;
+	size_t whole = len & ~(size_t)(img->cs - 1), np = 0;
+	uint64_t k, nk = whole >> img->cluster_bits, start = 0, runs = 0;
 	int rc = check_range(img, off, len);
 
 	if (!rc)
 		rc = check_unwritten(img, off, len);
-	if (rc)
-		return rc;
-	for (size_t pos = 0; pos < len; pos += img->cs, i++)
-		if (!sparse_zero(zero, i))
-			data += len - pos < img->cs ? len - pos : img->cs;
-	if (data < QCOW2_DIRECT_MIN ||
-	    (((uintptr_t)p | img->cs) & (DIO_ALIGN - 1)))
-		return write_sparse_runs(img, off, p, len, zero);
-	i = 0;
-	while (len) {
-		size_t done = 0;
+	for (k = 0; !rc && k <= nk; k++) {
+		bool new_run = k < nk && !sparse_zero(zero, k) && (k == 0 || sparse_zero(zero, k - 1));
 
-		rc = img->dfd < 0 ? 1 :
-		     write_sparse_part(img, off, p, len, zero ? zero + i : NULL, &done);
-		if (rc < 0)
-			return rc;
-		if (rc)	/* not from the buffer: the rest run by run */
-			return write_sparse_runs(img, off, p, len, zero ? zero + i : NULL);
-		off += done;
-		p += done;
-		len -= done;
-		i += done >> img->cluster_bits;
+		if (k == nk || (new_run && runs == IOV_BATCH)) {
+			if (k > start)
+				pc[np++] = (struct qcow2_piece){
+					off + (start << img->cluster_bits), p + (start << img->cluster_bits),
+					(size_t)((k - start) << img->cluster_bits), zero ? zero + start : NULL };
+			start = k;
+			runs = 0;
+			if (np && (np == SPARSE_PIECES || k == nk)) {
+				rc = qcow2_write_pieces(img, pc, np);
+				np = 0;
+			}
+		}
+		runs += new_run;
 	}
-	return 0;
+	if (!rc && whole < len)
+		rc = write_sparse_runs(img, off + whole, p + whole, len - whole,
+				       zero ? zero + nk : NULL);
+	return rc;
 }
 
 /* Is data cluster k of piece q a whole, aligned cluster for O_DIRECT? */
@@ -753,7 +700,7 @@ int qcow2_write_pieces(struct qcow2_image *img, const struct qcow2_piece *p, siz
 	}
 	if (!direct || data < QCOW2_DIRECT_MIN) {
 		for (i = 0, rc = 0; i < n && !rc; i++)
-			rc = qcow2_write_sparse(img, p[i].off, p[i].buf, p[i].len, p[i].zero);
+			rc = write_sparse_runs(img, p[i].off, p[i].buf, p[i].len, p[i].zero);
 		return rc;
 	}
 	/*

@@ -75,20 +75,22 @@ int qcow2_write_cluster(struct qcow2_image *img, uint64_t guest_offset,
  * Write a range read from a disk at once: cluster i of [guest_offset,
  * guest_offset + len) is marked zero (as qcow2_write_zero) if zero[i], else
  * written from buf + i * cluster size (zero may be NULL: all data).  Same
- * alignment and once-only rules as qcow2_write_cluster().  With at least
- * 256 KiB of data in a 4 KiB-aligned buffer, all the data clusters of each
- * L2 table's part go to the disk in one O_DIRECT write (pwritev), without
- * a copy, before the call returns.
+ * alignment and once-only rules as qcow2_write_cluster().  It is
+ * qcow2_write_pieces() over the range cut into pieces of at most 64 data
+ * runs: with at least 256 KiB of data in a 4 KiB-aligned buffer, the data
+ * go to the disk with O_DIRECT (pwritev), without a copy, before the call
+ * returns.
  */
 int qcow2_write_sparse(struct qcow2_image *img, uint64_t guest_offset,
 		       const void *buf, size_t len, const bool *zero);
 
 /*
- * Several ranges read from a disk (one qcow2_write_sparse() each), in
+ * Several ranges read from a disk (each as for qcow2_write_sparse()), in
  * increasing guest order without overlap: with at least 256 KiB of data,
- * all in whole clusters from 4 KiB-aligned buffers, their data clusters go
- * to the disk together, in one O_DIRECT write per 64 buffers.  Otherwise
- * each piece is written as qcow2_write_sparse() would.
+ * all in whole clusters from 4 KiB-aligned buffers and at most 64 data runs
+ * a piece, their data clusters go to the disk together, in one O_DIRECT
+ * write per 64 buffers.  Otherwise each piece is copied run by run through
+ * the append buffer.
  */
 struct qcow2_piece {
 	uint64_t off;		/* guest offset */
