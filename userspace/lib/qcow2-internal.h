@@ -48,6 +48,9 @@
 #define QCOW2_EXT_BITMAPS	0x23852875u
 #define QCOW2_EXT_CRYPTO	0x0537be77u
 #define QCOW2_EXT_DATAFILE	0x44415441u
+/* ours: a failed or cancelled job's image (qcow2-partial.c); QEMU keeps it */
+#define QCOW2_EXT_BSYNC_PARTIAL	0x62737970u	/* "bsyp" */
+#define QCOW2_PARTIAL_MAX	1024u
 
 #define QCOW2_OFLAG_COPIED	(1ull << 63)
 #define QCOW2_OFLAG_COMPRESSED	(1ull << 62)
@@ -92,6 +95,8 @@ struct qcow2_image {
 
 	struct qcow2_range *holes;	/* free clusters below end, sorted */
 	size_t nholes;
+
+	char *partial;			/* partial-backup record, or NULL */
 };
 
 static inline uint16_t q_get16(const uint8_t *p)
@@ -135,6 +140,15 @@ int qcow2_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
  * img->fd is set); on any failure img->dfd stays -1 and all I/O is buffered.
  */
 void qcow2_open_direct(struct qcow2_image *img);
+
+/*
+ * Rewrite the extension area of the header cluster of fd (cluster size cs)
+ * with the partial-backup record text added (replacing any earlier one),
+ * moving the backing file name behind it: its new offset is also put in
+ * hdr, the caller's copy of the fixed header.  The other fixed header fields
+ * stay as they are on disk.  -ENOSPC if it does not fit in the cluster.
+ */
+int qcow2_put_partial_record(int fd, uint32_t cs, uint8_t *hdr, const char *text);
 
 /* Allocate the in-memory tables of img once its geometry is known. */
 int qcow2_image_alloc_tables(struct qcow2_image *img);

@@ -139,6 +139,7 @@ void qcow2_image_free(struct qcow2_image *img)
 	free(img->ring);
 	free(img->abuf);
 	free(img->holes);
+	free(img->partial);
 	free(img->path);
 	free(img);
 }
@@ -1112,6 +1113,17 @@ static int finish(struct qcow2_image *img, bool complete)
 		rc = sync_fd(img);
 	if (rc)
 		return rc;
+	/* the record is durable before the image is marked complete */
+	if (complete && img->partial) {
+		rc = qcow2_put_partial_record(img->fd, img->cs, img->hdr, img->partial);
+		if (rc)
+			return fail(img, rc, rc == -ENOSPC ?
+				    "no room for the partial-backup record in the header cluster" :
+				    "writing the partial-backup record");
+		rc = sync_fd(img);
+		if (rc)
+			return rc;
+	}
 	incompat = q_get64(img->hdr + QH_INCOMPAT) & ~QCOW2_INCOMPAT_CORRUPT;
 	if (!complete)
 		incompat |= QCOW2_INCOMPAT_CORRUPT;
@@ -1123,6 +1135,17 @@ static int finish(struct qcow2_image *img, bool complete)
 	if (rc)
 		return fail(img, rc, "writing the header");
 	return sync_fd(img);
+}
+
+int qcow2_set_partial(struct qcow2_image *img, const char *text)
+{
+	char *t = strndup(text, QCOW2_PARTIAL_MAX);
+
+	if (!t)
+		return -ENOMEM;
+	free(img->partial);
+	img->partial = t;
+	return 0;
 }
 
 int qcow2_close(struct qcow2_image *img, bool complete, char *err,

@@ -116,8 +116,27 @@ int qcow2_write_zero(struct qcow2_image *img, uint64_t guest_offset,
 void qcow2_set_l2_cache(struct qcow2_image *img, size_t bytes);
 
 /*
+ * Record that the image holds only part of what was asked (a failed or
+ * cancelled backup): text, at most 1024 bytes of "key=value" lines, is kept
+ * in a header extension of bsyncd's own (QEMU ignores and preserves it) when
+ * the image is closed complete.  The image stays a well-formed qcow2 that
+ * QEMU opens read/write.  Returns 0 or -ENOMEM.
+ */
+#define QCOW2_TEXT_MAX 1025	/* a record's text and its NUL */
+int qcow2_set_partial(struct qcow2_image *img, const char *text);
+
+/*
+ * Read the partial-backup record of the image at path into text (len bytes,
+ * NUL-terminated, "" if none).  Returns 1 if the image carries one, 0 if
+ * not, -errno (described in err) if it cannot be read or is not qcow2 v3.
+ */
+int qcow2_read_partial(const char *path, char *text, size_t len, char *err,
+		       size_t errlen);
+
+/*
  * Write the remaining metadata (L2, L1, refcounts), fsync, and when complete
- * is true clear the incomplete mark and fsync again.  With complete false the
+ * is true write the partial record if one was set, clear the incomplete mark
+ * and fsync again.  With complete false the
  * metadata is still written (the image is readable, e.g. as a backing file)
  * but the image stays marked incomplete.  Always frees img; returns the first
  * error met during the image's life or while closing, described in err
