@@ -28,6 +28,7 @@
 
 #include "backup.h"
 #include "dmctl.h"
+#include "inflight.h"
 #include "job.h"
 #include "node.h"
 #include "qcow2.h"
@@ -1153,6 +1154,28 @@ static void *end_session_thread(void *arg)
 	return NULL;
 }
 
+/*
+ * What a partial image holds, for bsyncctl and chain checks: QEMU keeps such
+ * an image as a valid backing file when bitmap-mode is "always".
+ */
+static void mark_partial(struct backup_job *b, int r)
+{
+	static const char *const bmode_names[] = { "on-success", "never", "always" };
+	char text[QCOW2_TEXT_MAX];
+
+	daemon_lock();
+	snprintf(text, sizeof(text),
+		 "job=%s\nresult=%s\nerror=%s\ndevice=%s\nsync=%s\nbitmap=%s\nbitmap-mode=%s\n"
+		 "copied=%" PRIu64 "\nlen=%" PRIu64 "\n",
+		 b->job.id, r == -ECANCELED ? "cancelled" : "failed",
+		 r == -ECANCELED ? "" : strerror(-r), b->node, sync_names[b->sync],
+		 b->bitmap ? b->bitmap : "", b->bitmap ? bmode_names[b->bmode] : "",
+		 b->job.offset, b->job.len);
+	daemon_unlock();
+	if (qcow2_set_partial(b->img, text))
+		fprintf(stderr, "bsyncd: job %s: out of memory for the partial-image record\n", b->job.id);
+}
+
 static int backup_run(struct job *job)
 {
 	struct backup_job *b = (struct backup_job *)job;
@@ -1226,8 +1249,11 @@ out:
 		ending = pthread_create(&ender, NULL, end_session_thread, b) == 0;
 		if (!ending)
 			end_session(b);
-		/* The image: complete only if everything was copied. */
-		rc = qcow2_close(b->img, r == 0, err, sizeof(err));
+		/* A failed or cancelled job's image is well-formed, marked partial. */
+		if (r)
+			mark_partial(b, r);
+		rc = qcow2_close(b->img, true, err, sizeof(err));
+		inflight_remove(job->id);
 		fprintf(stderr, "bsyncd: job %s: image closed in %.3f s\n", job->id, elapsed(&t1));
 		b->img = NULL;
 		if (rc && !r) {
@@ -1314,7 +1340,7 @@ static int open_target(struct backup_job *b, const struct backup_args *a, struct
 		if (r)
 			return qerr_set(e, "Could not open '%s': %s", a->target, err);
 		if (qcow2_virtual_size(b->img) != b->size) {
-			qcow2_close(b->img, false, NULL, 0);
+			qcow2_close(b->img, true, NULL, 0);	/* as it was: empty */
 			b->img = NULL;
 			return qerr_set(e, "Source and target image have different sizes");
 		}
@@ -1345,7 +1371,7 @@ static void discard_target(struct backup_job *b, bool created)
 	if (created)
 		qcow2_abort_and_unlink(b->img);
 	else
-		qcow2_close(b->img, false, NULL, 0);
+		qcow2_close(b->img, true, NULL, 0);	/* nothing written: as it was */
 	b->img = NULL;
 }
 
@@ -1510,7 +1536,12 @@ int backup_start(const struct backup_args *a, struct qerr *e)
 		"session %.3f, view %.3f): %zu runs, %" PRIu64 " bytes, cluster %" PRIu64 ", store %s\n",
 		id, a->sync, a->device, elapsed(&t0), t_target, t_store, t_session, t_view,
 		b->nruns, b->job.len, b->cluster, st.dev);
-	return job_start(&b->job, e) ? -1 : 0;
+	inflight_add(id, a->target);
+	if (job_start(&b->job, e)) {
+		inflight_remove(id);
+		return -1;
+	}
+	return 0;
 
 bad_session:
 	end_session(b);

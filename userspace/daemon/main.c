@@ -12,6 +12,7 @@
 
 #include "backup.h"
 #include "commands.h"
+#include "inflight.h"
 #include "job.h"
 #include "log.h"
 #include "qmp-server.h"
@@ -90,6 +91,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	backup_set_store_dir(store_dir);
+	inflight_set_dir(store_dir);
 	signal(SIGPIPE, SIG_IGN);
 	r = qmp_server_start(&so, err, sizeof(err));
 	if (r) {
@@ -101,6 +103,10 @@ int main(int argc, char **argv)
 	daemon_unlock();
 	if (r)
 		fprintf(stderr, "bsyncd: reclaimed %d frozen bitmap%s\n", r, r == 1 ? "" : "s");
+	r = inflight_report();
+	if (r)
+		fprintf(stderr, "bsyncd: %d backup image%s left incomplete by a daemon that died\n",
+			r, r == 1 ? "" : "s");
 	fprintf(stderr, "bsyncd: listening on %s\n", so.socket_path);
 	r = qmp_server_run(on_signal);
 	qmp_server_shutdown();

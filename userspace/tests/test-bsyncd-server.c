@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../daemon/backup.c"
+#include "../daemon/inflight.c"
 #include "../daemon/commands.c"
 #include "../daemon/job.c"
 #include "../daemon/log.c"
