@@ -210,6 +210,7 @@ int cmd_job_list(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv
 int cmd_job_verb(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_job_wait(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_events(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_image_info(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 
 /* cmd-job.c: wait for job id to end; the exit status of its outcome. */
 int job_wait(struct cli *c, const char *id, bool started_here);

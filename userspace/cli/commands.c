@@ -132,6 +132,13 @@ const struct cli_cmd cli_cmds[] = {
 	  "event's JSON object on one line.\n"
 	  "  -n, --count N   stop after N events\n",
 	  cmd_events },
+	{ "image", "info", "IMAGE", "show what bsyncd recorded in a backup image",
+	  "Reads IMAGE (a qcow2 file bsyncd wrote) without asking the daemon. A\n"
+	  "failed or cancelled backup leaves a well-formed image holding what was\n"
+	  "copied, with a partial-backup record: the job, its error, how much was\n"
+	  "copied and the bitmap mode. With bitmap-mode always the next\n"
+	  "incremental builds on it; otherwise delete it.\n",
+	  cmd_image_info },
 };
 
 const size_t cli_ncmds = sizeof(cli_cmds) / sizeof(cli_cmds[0]);

@@ -14,6 +14,7 @@
 #include "../cli/cmd-backup.c"
 #include "../cli/cmd-bitmap.c"
 #include "../cli/cmd-device.c"
+#include "../cli/cmd-image.c"
 #include "../cli/cmd-job.c"
 #include "../cli/commands.c"
 #include "../cli/conn.c"
@@ -231,7 +232,7 @@ static void test_table_of_commands(void)
 		{ "bitmap", "enable" }, { "bitmap", "disable" }, { "bitmap", "merge" },
 		{ "bitmap", "list" }, { "backup", NULL }, { "job", "list" }, { "job", "finalize" },
 		{ "job", "cancel" }, { "job", "dismiss" }, { "job", "pause" }, { "job", "resume" },
-		{ "job", "wait" }, { "events", NULL },
+		{ "job", "wait" }, { "events", NULL }, { "image", "info" },
 	};
 	size_t i, bad = 0;
 

@@ -15,6 +15,7 @@
 #include "../cli/cmd-backup.c"
 #include "../cli/cmd-bitmap.c"
 #include "../cli/cmd-device.c"
+#include "../cli/cmd-image.c"
 #include "../cli/cmd-job.c"
 #include "../cli/commands.c"
 #include "../cli/conn.c"
