@@ -16,6 +16,7 @@
 #include <linux/jiffies.h>
 #include <linux/ktime.h>
 #include <linux/mm.h>
+#include <linux/moduleparam.h>
 #include <linux/slab.h>
 
 #include "dm-bsync.h"
@@ -46,6 +47,22 @@ struct bsync_copy {
 
 static struct workqueue_struct *bsync_wq;
 static atomic_t bsync_live_sessions = ATOMIC_INIT(0);
+
+/*
+ * Copy buffers are the memory copy-before-write needs, one cluster each.
+ * They are bounded per session (at least one cluster) and module-wide, so
+ * a write covering gigabytes is preserved in bounded steps: it waits for
+ * copies in flight to land instead of allocating one per cluster.
+ */
+static unsigned int cbw_device_mb = 16;
+module_param(cbw_device_mb, uint, 0644);
+MODULE_PARM_DESC(cbw_device_mb, "copy-before-write buffers per session, MiB (at least one cluster)");
+
+static unsigned int cbw_total_mb = 128;
+module_param(cbw_total_mb, uint, 0644);
+MODULE_PARM_DESC(cbw_total_mb, "copy-before-write buffers of all sessions, MiB (each has one cluster regardless)");
+
+static atomic_long_t bsync_copy_mem = ATOMIC_LONG_INIT(0);
 
 static unsigned int bucket_of(unsigned long cluster)
 {
@@ -84,43 +101,97 @@ static unsigned int bio_pages(unsigned int nr_pages, unsigned int i)
 	return min_t(unsigned int, nr_pages - i * BIO_MAX_VECS, BIO_MAX_VECS);
 }
 
-/* Pages for a whole cluster and the bios to move them, from the cache if possible. */
+static unsigned long copy_bytes(const struct bsync_session *s)
+{
+	return PAGE_ALIGN(SECTOR_SIZE << s->shift);
+}
+
+/* Caller holds the map lock. False if the budgets have no room for a copy. */
+static bool copy_charge(struct bsync_session *s)
+{
+	unsigned long cb = copy_bytes(s);
+
+	if (s->copy_mem + cb > s->copy_budget)
+		return false;
+	if (atomic_long_add_return(cb, &bsync_copy_mem) > (long)cbw_total_mb << 20) {
+		atomic_long_sub(cb, &bsync_copy_mem);
+		return false;
+	}
+	s->copy_mem += cb;
+	s->copy_mem_peak = max(s->copy_mem_peak, s->copy_mem);
+	return true;
+}
+
+static void copy_uncharge(struct bsync_session *s)
+{
+	unsigned long flags;
+
+	xa_lock_irqsave(&s->map, flags);
+	s->copy_mem -= copy_bytes(s);
+	xa_unlock_irqrestore(&s->map, flags);
+	atomic_long_sub(copy_bytes(s), &bsync_copy_mem);
+}
+
+/* Pages for a whole cluster and the bios to move them. */
+static struct bsync_copy *copy_alloc(struct bsync_session *s, gfp_t gfp)
+{
+	unsigned int nr_pages = copy_bytes(s) >> PAGE_SHIFT, i;
+	struct bsync_copy *c;
+
+	c = kzalloc(sizeof(*c), gfp);
+	if (!c)
+		return NULL;
+	c->nr_pages = nr_pages;
+	c->nr_bios = DIV_ROUND_UP(nr_pages, BIO_MAX_VECS);
+	c->pages = kcalloc(nr_pages, sizeof(*c->pages), gfp);
+	c->bios = kcalloc(c->nr_bios, sizeof(*c->bios), gfp);
+	if (!c->pages || !c->bios)
+		goto bad;
+	for (i = 0; i < nr_pages; i++) {
+		c->pages[i] = alloc_page(gfp);
+		if (!c->pages[i])
+			goto bad;
+	}
+	for (i = 0; i < c->nr_bios; i++) {
+		c->bios[i] = bio_kmalloc(bio_pages(nr_pages, i), gfp);
+		if (!c->bios[i])
+			goto bad;
+		bio_init(c->bios[i], NULL, c->bios[i]->bi_inline_vecs, bio_pages(nr_pages, i), 0);
+	}
+	return c;
+bad:
+	copy_free(c);
+	return NULL;
+}
+
+/*
+ * A copy buffer from the cache, or a new one within the budgets. NULL if
+ * the budgets are spent or memory is short: the caller waits for a copy
+ * in flight to land. The session's first buffer, allocated with it, is
+ * never freed before it, so a session can always make progress.
+ */
 static struct bsync_copy *copy_get(struct bsync_session *s)
 {
-	unsigned int nr_pages = DIV_ROUND_UP(SECTOR_SIZE << s->shift, PAGE_SIZE), i;
 	struct bsync_copy *c = NULL;
+	bool charged = false;
 
 	xa_lock_irq(&s->map);
 	if (!list_empty(&s->copy_cache)) {
 		c = list_first_entry(&s->copy_cache, struct bsync_copy, list);
 		list_del(&c->list);
 		s->copy_cache_len--;
+	} else {
+		charged = copy_charge(s);
 	}
 	xa_unlock_irq(&s->map);
-	if (c)
-		goto init;
-
-	c = kzalloc(sizeof(*c), GFP_NOIO);
+	if (charged) {
+		/* Do not dig into reserves: a copy in flight frees a buffer soon. */
+		c = copy_alloc(s, GFP_NOIO | __GFP_NORETRY | __GFP_NOWARN);
+		if (!c)
+			copy_uncharge(s);
+	}
 	if (!c)
 		return NULL;
-	c->nr_pages = nr_pages;
-	c->nr_bios = DIV_ROUND_UP(nr_pages, BIO_MAX_VECS);
-	c->pages = kcalloc(nr_pages, sizeof(*c->pages), GFP_NOIO);
-	c->bios = kcalloc(c->nr_bios, sizeof(*c->bios), GFP_NOIO);
-	if (!c->pages || !c->bios)
-		goto bad;
-	for (i = 0; i < nr_pages; i++) {
-		c->pages[i] = alloc_page(GFP_NOIO);
-		if (!c->pages[i])
-			goto bad;
-	}
-	for (i = 0; i < c->nr_bios; i++) {
-		c->bios[i] = bio_kmalloc(bio_pages(nr_pages, i), GFP_NOIO);
-		if (!c->bios[i])
-			goto bad;
-		bio_init(c->bios[i], NULL, c->bios[i]->bi_inline_vecs, bio_pages(nr_pages, i), 0);
-	}
-init:
 	c->read_err = false;
 	c->write_err = false;
 	c->timed_out = false;
@@ -128,9 +199,6 @@ init:
 	bio_list_init(&c->waiters);
 	INIT_LIST_HEAD(&c->start);
 	return c;
-bad:
-	copy_free(c);
-	return NULL;
 }
 
 /* Back to the cache, or freed. Any context. */
@@ -145,16 +213,20 @@ static void copy_put(struct bsync_session *s, struct bsync_copy *c)
 		c = NULL;
 	}
 	xa_unlock_irqrestore(&s->map, flags);
-	if (c)
+	if (c) {
 		copy_free(c);
+		copy_uncharge(s);
+	}
 }
 
 static void copy_cache_drain(struct bsync_session *s)
 {
 	struct bsync_copy *c, *tmp;
 
-	list_for_each_entry_safe(c, tmp, &s->copy_cache, list)
+	list_for_each_entry_safe(c, tmp, &s->copy_cache, list) {
 		copy_free(c);
+		atomic_long_sub(copy_bytes(s), &bsync_copy_mem);
+	}
 	INIT_LIST_HEAD(&s->copy_cache);
 	s->copy_cache_len = 0;
 }
@@ -203,6 +275,7 @@ struct bsync_session *bsync_session_create(const struct bsync_session_params *p,
 					   const char **error)
 {
 	struct bsync_session *s;
+	struct bsync_copy *c;
 	int r;
 
 	s = kzalloc(sizeof(*s), GFP_KERNEL);
@@ -223,6 +296,7 @@ struct bsync_session *bsync_session_create(const struct bsync_session_params *p,
 	INIT_LIST_HEAD(&s->to_write);
 	INIT_LIST_HEAD(&s->copy_cache);
 	bio_list_init(&s->held);
+	bio_list_init(&s->spent);
 	INIT_WORK(&s->work, session_work);
 	INIT_WORK(&s->free_work, session_free_work);
 	INIT_DELAYED_WORK(&s->timer, session_timer);
@@ -261,6 +335,18 @@ struct bsync_session *bsync_session_create(const struct bsync_session_params *p,
 		s->needed = NULL;
 		goto bad;
 	}
+	/* One buffer outside the module-wide cap: every session moves on. */
+	s->copy_budget = max_t(unsigned long, (unsigned long)READ_ONCE(cbw_device_mb) << 20,
+			       copy_bytes(s));
+	*error = "cannot allocate a copy buffer";
+	c = copy_alloc(s, GFP_KERNEL);
+	if (!c)
+		goto bad;
+	s->copy_mem = copy_bytes(s);
+	s->copy_mem_peak = s->copy_mem;
+	atomic_long_add(s->copy_mem, &bsync_copy_mem);
+	list_add(&c->list, &s->copy_cache);
+	s->copy_cache_len = 1;
 	atomic_inc(&bsync_live_sessions);
 	return s;
 
@@ -443,9 +529,10 @@ static void copy_submit(struct bsync_session *s, struct bsync_copy *c, bool writ
 }
 
 /*
- * The old data is in memory: write it to the store. When the read
- * completed inline, in the worker's task, do it at once; from interrupt
- * context, hand it to the worker.
+ * The old data is in memory: the worker writes it to the store. Never
+ * from here: a completion may run inline in the submitter's plug flush
+ * (null_blk irqmode=0, brd) or in a threaded interrupt, where submitting
+ * again recurses into the driver or sleeps in the store's rq-qos.
  */
 static void copy_read_endio(struct bio *bio)
 {
@@ -459,8 +546,6 @@ static void copy_read_endio(struct bio *bio)
 		return;
 	if (c->read_err) {
 		copy_finished(s, c);
-	} else if (in_task()) {
-		copy_submit(s, c, true);
 	} else {
 		xa_lock_irqsave(&s->map, flags);
 		list_add_tail(&c->start, &s->to_write);
@@ -484,10 +569,24 @@ static void start_copies(struct bsync_session *s, struct list_head *todo)
 		queue_delayed_work(bsync_wq, &s->timer, s->timeout);
 }
 
+/* Caller holds the map lock. The oldest copy in flight that may still land. */
+static struct bsync_copy *oldest_copy(struct bsync_session *s)
+{
+	struct bsync_copy *c;
+
+	list_for_each_entry(c, &s->copies, list)
+		if (!c->timed_out)
+			return c;
+	return NULL;
+}
+
 /*
  * Start copies for the needed clusters @bio touches and park it on the
  * first copy still in flight; release it once none is left. The map lock
- * is dropped to allocate, so the walk restarts after each allocation.
+ * is dropped to get a copy buffer, so the walk restarts after each. With
+ * the budget spent, the bio waits on the oldest copy in flight and is
+ * examined again when it lands: a bio over many clusters is preserved a
+ * budget at a time.
  */
 static void examine_write(struct bsync_session *s, struct bio *bio)
 {
@@ -496,7 +595,7 @@ static void examine_write(struct bsync_session *s, struct bio *bio)
 	unsigned long last = (sector + bio_sectors(bio) - 1) >> s->shift;
 	struct bsync_copy *spare = NULL, *wait_on, *c;
 	LIST_HEAD(todo);
-	bool fail = false, parked = false;
+	bool fail = false, parked = false, spent = false;
 	unsigned long i;
 	void *entry;
 	long slot;
@@ -519,15 +618,25 @@ again:
 			wait_on = wait_on ?: c;
 			continue;
 		}
-		if (!spare) {
+		if (!spare && !spent) {
 			xa_unlock_irq(&s->map);
 			spare = copy_get(s);
-			if (!spare) {
-				xa_lock_irq(&s->map);
-				session_break(s, "enomem");
-				goto unlock;
-			}
+			spent = !spare;
 			goto again;
+		}
+		if (!spare) {
+			c = wait_on ?: oldest_copy(s);
+			if (c) {
+				wait_on = c;
+			} else if (list_empty(&s->copies)) {
+				/* Every buffer is landing on the worker: look again after it. */
+				bio_list_add(&s->spent, bio);
+				parked = true;
+			} else {
+				/* Only copies given up on are in flight: the store is stuck. */
+				fail = true;
+			}
+			break;
 		}
 		slot = slot_alloc(s);
 		if (slot < 0) {
@@ -650,6 +759,12 @@ static void session_work(struct work_struct *work)
 	list_splice_init(&s->finished, &finished);
 	held = s->held;
 	bio_list_init(&s->held);
+	/*
+	 * Writes that found every buffer landing: the copies they waited for
+	 * were on s->finished, and queued this run once there.
+	 */
+	bio_list_merge(&held, &s->spent);
+	bio_list_init(&s->spent);
 	xa_unlock_irq(&s->map);
 
 	list_for_each_entry_safe(c, tmp, &to_write, start) {
@@ -865,14 +980,17 @@ bool bsync_session_next_wanted(struct bsync_session *s, sector_t from,
 /*
  * state=<s> reason=<r> cluster=<bytes> needed=<n> copied=<n> preserved=<n>
  * store_used=<bytes> store_size=<bytes> delayed=<n> delay_us=<n>
+ * copy_mem=<bytes> copy_mem_peak=<bytes>
  */
 int bsync_session_emit_status(struct bsync_session *s, char *result, unsigned int maxlen)
 {
+	unsigned long used, mem, peak;
 	unsigned int sz = 0;
-	unsigned long used;
 
 	xa_lock_irq(&s->map);
 	used = s->slots_used;
+	mem = s->copy_mem;
+	peak = s->copy_mem_peak;
 	xa_unlock_irq(&s->map);
 	DMEMIT("state=%s reason=%s cluster=%llu needed=%lu copied=%lld preserved=%lld ",
 	       bsync_session_state_name(s), s->reason ?: "-",
@@ -882,6 +1000,7 @@ int bsync_session_emit_status(struct bsync_session *s, char *result, unsigned in
 	       (u64)used << (s->shift + SECTOR_SHIFT),
 	       (u64)s->nr_slots << (s->shift + SECTOR_SHIFT),
 	       atomic64_read(&s->delayed), atomic64_read(&s->delay_ns) / NSEC_PER_USEC);
+	DMEMIT(" copy_mem=%lu copy_mem_peak=%lu", mem, peak);
 	return sz;
 }
 

@@ -82,6 +82,9 @@ struct bsync_session {
 	struct list_head finished;	/* copies written, or failed */
 	struct list_head copy_cache;	/* idle copy buffers */
 	unsigned int copy_cache_len;
+	/* Bytes of copy buffers, idle or in flight: at most @copy_budget. */
+	unsigned long copy_mem, copy_mem_peak, copy_budget;
+	struct bio_list spent;		/* writes that found no copy buffer */
 	struct delayed_work timer;	/* enforces the cbw timeout */
 	struct work_struct free_work;
 
