@@ -481,6 +481,18 @@ static int bsync_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	r = state_get(bt);
 	if (r)
 		goto bad_put;
+	/*
+	 * Refuse a resize during a session here: refused in preresume, DM
+	 * has swapped the table already and the device would stay suspended.
+	 */
+	mutex_lock(&bt->st->lock);
+	if (bt->st->session && ti->len != bt->st->dev_sectors) {
+		ti->error = "Cannot resize during a backup session";
+		r = -EBUSY;
+	}
+	mutex_unlock(&bt->st->lock);
+	if (r)
+		goto bad_state;
 
 	ti->private = bt;
 	ti->num_flush_bios = 1;
@@ -490,6 +502,8 @@ static int bsync_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 	ti->per_io_data_size = sizeof(struct bsync_bio);
 	return 0;
 
+bad_state:
+	state_put(bt->st);
 bad_put:
 	if (bt->meta)
 		dm_put_device(ti, bt->meta);
@@ -525,6 +539,7 @@ static int bsync_preresume(struct dm_target *ti)
 	mutex_lock(&st->lock);
 	if (st->dev_sectors == ti->len)
 		goto out;
+	/* The constructor refused this; a session started since the load. */
 	if (st->session) {
 		DMERR("%s: cannot resize during a backup session", bsync_dev_name(bt));
 		r = -EBUSY;
@@ -547,9 +562,17 @@ static int bsync_preresume(struct dm_target *ti)
 	if (!r)
 		r = bsync_bitmap_resize(st->alloc, ti->len);
 	if (!r) {
-		/* Grown space of an origin of unknown content may hold data. */
-		if (!bt->zeroed && ti->len > st->dev_sectors)
-			bsync_bitmap_mark(st->alloc, st->dev_sectors, ti->len - st->dev_sectors);
+		/*
+		 * Grown space of an origin of unknown content may hold data
+		 * no bitmap saw written: dirty, as when grown offline.
+		 */
+		if (!bt->zeroed && ti->len > st->dev_sectors) {
+			sector_t grown = ti->len - st->dev_sectors;
+
+			bsync_bitmap_mark(st->alloc, st->dev_sectors, grown);
+			list_for_each_entry(bm, &st->bitmaps, list)
+				bsync_bitmap_mark(bm->successor ?: bm, st->dev_sectors, grown);
+		}
 		st->dev_sectors = ti->len;
 		/* A commit failure leaves the bitmaps inconsistent, not the resize undone. */
 		if (st->nr_persistent)
