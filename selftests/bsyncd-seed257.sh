@@ -4,9 +4,12 @@
 # never/on-success/always, full and top x on-success/always, each with a
 # simulated failure, an intermediate failure and none) and the backup API
 # matrix, driven over QMP against a bsync device on a 64 MiB dm-linear of a
-# virtio-scsi disk.  Same writes, same reference full backups, same bitmap
+# virtio-scsi disk.  Same writes, same targets (an empty qcow2 made before
+# each job, no backing file), same reference full backups, same bitmap
 # counts (named and anonymous) from an emulated bitmap, same job lengths and
-# offsets, same qemu-img compare results after qemu-img rebase -u.
+# offsets, and the seed's verification verbatim: qemu-img rebase -u of every
+# test image, failed ones included, then qemu-img compare; then qemu-img
+# check of every image.
 #
 # Simulated failure = job-cancel while PENDING; intermediate failure =
 # x-debug-inject-error making the job's second data read fail (EIO).
@@ -65,15 +68,22 @@ check_bitmap() { # what
 	expect_eq "$(eb_count)" "$(bm_count $drive bitmap0)" "$run: $1: bitmap0 has the emulated count"
 }
 
-# backup_cmd JOB TARGET SYNC [extra JSON members]
+# backup_cmd JOB TARGET SYNC [extra JSON members]: the seed's blockdev-backup
+# onto a target made beforehand (mktarget), as drive-backup mode=existing.
 backup_cmd() {
 	echo "{\"execute\": \"drive-backup\", \"arguments\": {\"device\": \"$drive\", \"job-id\": \"$1\",
-		\"target\": \"$2\", \"format\": \"qcow2\", \"sync\": \"$3\", \"filter-node-name\": \"backup-top\",
-		\"x-perf\": {\"max-workers\": 1}${4:+, $4}}}"
+		\"target\": \"$2\", \"format\": \"qcow2\", \"mode\": \"existing\", \"sync\": \"$3\",
+		\"filter-node-name\": \"backup-top\", \"x-perf\": {\"max-workers\": 1}${4:+, $4}}}"
+}
+
+# The seed's Drive.create_target: an empty qcow2 of the drive's size, no backing file.
+mktarget() {
+	qemu-img create -q -f qcow2 "$1" $SIZE || ok 1 "$run: create target $(basename "$1")"
 }
 
 reference_backup() { # N FILE
 	local ev=$work/ref$1.ev
+	mktarget "$2"
 	run_job_until BLOCK_JOB_COMPLETED 120 "$(backup_cmd ref_backup_$1 "$2" full)" >"$ev"
 	expect_eq "none" "$(event_field "$ev" BLOCK_JOB_COMPLETED error)" "$run: reference backup $1 completes"
 }
@@ -86,35 +96,27 @@ fresh_device() {
 		ok 1 "$run: bsync-device-add"
 }
 
+# The seed's compare_images, step for step: qemu-img rebase -u onto the
+# base (qemu_img() raises if it fails), then qemu-img compare.
 # compare_images IMAGE REFERENCE BASE EXPECT(0 identical / 1 mismatch)
 compare_images() {
-	local img=$1 ref=$2 base=$3 want=$4 incomplete
-	incomplete=$(qemu-img info --output=json "$img" 2>/dev/null | jq -r '."format-specific".data.corrupt // false')
+	local img=$1 ref=$2 base=$3 want=$4
 	if [ -n "$base" ]; then
-		if [ "$incomplete" = true ]; then
-			# A failed job's image is marked incomplete, so qemu-img refuses to
-			# open it read/write; the job already wrote the same backing link.
-			! qemu-img rebase -u -b "$base" -F qcow2 "$img" 2>/dev/null
-			ok $? "$run: rebase of incomplete $(basename "$img") refused"
-			expect_eq "$base" "$(qemu-img info --output=json "$img" | jq -r '."full-backing-filename"')" \
-				"$run: incomplete $(basename "$img") already backed by $(basename "$base")"
-		else
-			qemu-img rebase -u -b "$base" -F qcow2 "$img"
-			ok $? "$run: rebase -u $(basename "$img") onto $(basename "$base")"
-		fi
+		qemu-img rebase -u -b "$base" -F qcow2 "$img"
+		ok $? "$run: qemu-img rebase -u -b $(basename "$base") -F qcow2 $(basename "$img")"
 	fi
 	qemu-img compare -q "$img" "$ref" 2>/dev/null
 	expect_eq "$want" "$?" "$run: compare $(basename "$img") $(basename "$ref") ($([ "$want" = 0 ] && echo Identical || echo Mismatch))"
 }
 
-check_image() { # FILE
-	local img=$1
-	if [ "$(qemu-img info --output=json "$img" | jq -r '."format-specific".data.corrupt // false')" = true ]; then
-		echo "# $(basename "$img") is marked incomplete (failed job)"
-	else
-		qemu-img check -q "$img"
-		ok $? "$run: qemu-img check $(basename "$img")"
-	fi
+# check_image FILE PARTIAL(true|false): consistent, and marked partial
+# (bsyncctl image info) exactly when its job failed.
+check_image() {
+	local img=$1 partial=$2
+	qemu-img check -q "$img"
+	ok $? "$run: qemu-img check $(basename "$img")"
+	expect_eq "$partial" "$(bsyncctl image info --json "$img" | jq -r .partial)" \
+		"$run: $(basename "$img") partial: $partial"
 }
 
 test_bitmap_sync() { # bsync_mode msync_mode failure(none|simulated|intermediate)
@@ -151,7 +153,8 @@ test_bitmap_sync() { # bsync_mode msync_mode failure(none|simulated|intermediate
 	esac
 	ev=$work/b1.ev
 	job=backup_1
-	d="\"bitmap\": \"bitmap0\", \"bitmap-mode\": \"$bsync\", \"auto-finalize\": false, \"backing-file\": \"$fb0\""
+	d="\"bitmap\": \"bitmap0\", \"bitmap-mode\": \"$bsync\", \"auto-finalize\": false"
+	mktarget "$bsync1"
 	if [ "$failure" = intermediate ]; then
 		run_job_until BLOCK_JOB_COMPLETED 120 "$(backup_cmd $job "$bsync1" "$msync" "$d")" >"$ev"
 		expect_eq "status:created status:running BLOCK_JOB_ERROR status:aborting BLOCK_JOB_COMPLETED" \
@@ -219,6 +222,7 @@ test_bitmap_sync() { # bsync_mode msync_mode failure(none|simulated|intermediate
 	ev=$work/b2.ev
 	job=backup_2
 	d="\"bitmap\": \"bitmap0\", \"bitmap-mode\": \"$bsync\", \"auto-finalize\": false"
+	mktarget "$bsync2"
 	run_job_until BLOCK_JOB_PENDING 120 "$(backup_cmd $job "$bsync2" bitmap "$d")" >"$ev"
 	qmp-exec "$BSYNCD_SOCK" "{\"execute\": \"job-finalize\", \"arguments\": {\"id\": \"$job\"}}" \
 		--until BLOCK_JOB_COMPLETED 60 >"$ev"
@@ -233,8 +237,8 @@ test_bitmap_sync() { # bsync_mode msync_mode failure(none|simulated|intermediate
 	expect_eq "0" "$(q query-named-block-nodes | jq --arg n $drive '.return[] | select(."node-name" == $n) | ."dirty-bitmaps" | length')" \
 		"$run: no bitmaps after remove"
 
-	# verification
-	for f in "$fb0" "$fb1" "$fb2" "$bsync1" "$bsync2"; do check_image "$f"; done
+	# verification, as the seed: a failed job's image is rebased and compared
+	# like any other ('always' keeps it as the next one's base)
 	compare_images "$bsync1" "$fb1" "$fb0" "$([ "$failure" = intermediate ] && echo 1 || echo 0)"
 	if [ "$failure" = none ] || [ "$bsync" = always ]; then
 		compare_images "$bsync2" "$fb2" "$bsync1" 0
@@ -242,6 +246,8 @@ test_bitmap_sync() { # bsync_mode msync_mode failure(none|simulated|intermediate
 		compare_images "$bsync2" "$fb2" "$fb0" 0
 	fi
 	compare_images "$img" "$fb2" "" 0
+	for f in "$fb0" "$fb1" "$fb2" "$bsync2"; do check_image "$f" false; done
+	check_image "$bsync1" "$([ "$failure" = intermediate ] && echo true || echo false)"
 	q_ok bsync-device-remove "{\"node-name\": \"$drive\"}" || ok 1 "$run: remove device"
 }
 
@@ -250,14 +256,14 @@ test_backup_api() {
 	run=api
 	echo "# === API failure tests"
 	fresh_device
-	qemu-img create -q -f qcow2 "$target" $SIZE
+	mktarget "$target"
 	q_ok block-dirty-bitmap-add "{\"node\": \"$drive\", \"name\": \"bitmap0\", \"granularity\": $GRAN}"
 	# sync bitmap policy -> QEMU's error text (257.out)
 	while IFS='|' read -r sync bm pol want; do
 		[ -n "$sync" ] || continue
-		args="\"mode\": \"existing\""
-		[ "$bm" != - ] && args="$args, \"bitmap\": \"$bm\""
-		[ "$pol" != - ] && args="$args, \"bitmap-mode\": \"$pol\""
+		args=""
+		[ "$bm" != - ] && args="\"bitmap\": \"$bm\""
+		[ "$pol" != - ] && args="${args:+$args, }\"bitmap-mode\": \"$pol\""
 		have=$(qmp-exec "$BSYNCD_SOCK" "$(backup_cmd api_job "$target" "$sync" "$args")" | jq -r '.error.desc // "accepted"')
 		expect_eq "$want" "$have" "api: sync=$sync bitmap=$bm bitmap-mode=$pol"
 	done <<'EOF'

@@ -80,8 +80,10 @@ if [ "$(event_field "$out/ev" BLOCK_JOB_COMPLETED error)" != "Input/output error
 	echo "# bsyncd log:" && tail -n 40 "$BSYNCD_LOG" | sed 's/^/#   /'
 fi
 expect_eq "false 32" "$(bm_field $node b busy) $(bm_count $node b)" "on-success failure: bitmap keeps its 32 clusters"
-expect_eq "true" "$(qemu-img info --output=json "$out/small.qcow2" | jq '."format-specific".data.corrupt')" \
-	"its image is marked incomplete"
+expect_eq "true failed Input/output error" "$(bsyncctl image info --json "$out/small.qcow2" | jq -r '.partial, ."partial-record".result, ."partial-record".error' | xargs)" \
+	"its image is marked partial: failed, EIO"
+qemu-img check -q "$out/small.qcow2"
+ok $? "its image is a consistent qcow2"
 
 bsyncd_stop
 ok $? "bsyncd exits cleanly"

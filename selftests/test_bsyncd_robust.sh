@@ -100,8 +100,10 @@ ok $? "clients got BLOCK_JOB_CANCELLED before the daemon exited"
 expect_eq "0 4" "$(bitmap_field r0 b0 busy) $(($(bitmap_field r0 b0 count) / 65536))" \
 	"b0 reclaimed: not frozen, 3 + 1 clusters"
 expect_eq "" "$(dmsetup ls --target bsync-snap 2>/dev/null | grep -v 'No devices' | awk '{print $1}')" "no snapshot view left"
-expect_eq "true" "$(qemu-img info --output=json "$out/j3.qcow2" | jq '."format-specific".data.corrupt')" \
-	"cancelled job's image is kept, marked incomplete"
+qemu-img check -q "$out/j3.qcow2"
+ok $? "cancelled job's image is kept, a consistent qcow2 (as QEMU leaves it)"
+expect_eq "false true cancelled" "$(qemu-img info --output=json "$out/j3.qcow2" | jq '."format-specific".data.corrupt') $(bsyncctl image info --json "$out/j3.qcow2" | jq -r '.partial, ."partial-record".result' | xargs)" \
+	"cancelled job's image: not corrupt, marked partial (cancelled)"
 
 # --- kill -9 mid-job, restart: the frozen bitmap is reclaimed
 bsyncd_start
@@ -110,7 +112,11 @@ qemu-io -f raw -t none -c "write -P8 60M 64k" /dev/mapper/r0 >/dev/null
 expect_eq "true 4 1" "$(bm_field r0 b0 busy) $(bm_count r0 b0) $(bm_count r0 "")" "during j4: frozen at 4, successor 1"
 bsyncd_kill9
 expect_eq "1" "$(bitmap_field r0 b0 busy)" "after kill -9 the kernel still has b0 frozen"
+! qemu-io -f qcow2 -c 'write 0 4k' "$out/j4.qcow2" >/dev/null 2>&1
+ok $? "the dead daemon's image keeps the crash mark: QEMU refuses to open it read/write"
 bsyncd_start
+grep -q "recovery: job j4 was writing $out/j4.qcow2 when the daemon died: the image is incomplete" "$BSYNCD_LOG"
+ok $? "the next start reports the incomplete image"
 expect_eq "false 5" "$(bm_field r0 b0 busy) $(bm_count r0 b0)" "restart reclaims b0: 4 + 1 clusters, nothing lost"
 expect_eq "" "$(dmsetup ls --target bsync-snap 2>/dev/null | grep -v 'No devices' | awk '{print $1}')" "stale view removed"
 expect_eq "0" "$(losetup -l -n -O BACK-FILE 2>/dev/null | grep -c bsyncd-store)" "stale store loop device released"
