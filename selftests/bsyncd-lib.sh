@@ -83,7 +83,7 @@ events_summary() {
 
 # event_field EVENTS-FILE NAME FIELD: data.FIELD of the first NAME event
 event_field() {
-	jq -r --arg n "$2" --arg f "$3" 'select(.event == $n) | .data[$f] // "none"' "$1" | head -1
+	jq -rn --arg n "$2" --arg f "$3" 'first(inputs | select(.event == $n)) | .data[$f] // "none"' "$1"
 }
 
 # run_job ID TIMEOUT JSON-COMMAND: run drive-backup and wait for its end
