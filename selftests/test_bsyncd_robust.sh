@@ -164,6 +164,21 @@ truncate -s 64M "$out/store.img"
 qmp-exec "$BSYNCD_SOCK" "$(backup j8 r0 "$out/j8.qcow2" full "\"x-store\": \"$out/store.img\"")" \
 	--until BLOCK_JOB_COMPLETED 120 >"$out/ev"
 expect_eq none "$(event_field "$out/ev" BLOCK_JOB_COMPLETED error)" "x-store naming a file works"
+truncate -s 64M "$out/blk.img"
+lo=$(losetup -f --show "$out/blk.img")
+qmp-exec "$BSYNCD_SOCK" "$(backup j10 r0 "$out/j10.qcow2" full "\"x-store\": \"$lo\"")" \
+	--until BLOCK_JOB_COMPLETED 120 >"$out/ev"
+expect_eq none "$(event_field "$out/ev" BLOCK_JOB_COMPLETED error)" "x-store naming a block device ($lo) works"
+losetup -d "$lo"
+ok $? "the block store is released after the job"
+if grep -q "^[^ ]* /out 9p " /proc/mounts; then
+	truncate -s 64M /out/robust-store.img
+	expect_eq 1 "$(q_err drive-backup "$(backup j11 r0 "$out/j11.qcow2" full '"x-store": "/out/robust-store.img"' | jq -c .arguments)" |
+		grep -c 'on storage whose backing bsyncd cannot trace (9p ')" "x-store on a 9p file system refused (backing untraceable)"
+	rm -f /out/robust-store.img
+else
+	skip "no 9p share at /out"
+fi
 expect_eq 1 "$(q_err drive-backup "$(backup j9 r0 "$out/j8.qcow2" full | jq -c .arguments)" | grep -c "^Could not create '$out/j8.qcow2'")" \
 	"existing target with mode absolute-paths refused"
 expect_eq "0" "$(q query-jobs | jq '.return | length')" "no job left"

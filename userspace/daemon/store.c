@@ -12,12 +12,102 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "store.h"
 
 #define STACK_DEPTH_MAX 16
+
+/* statfs f_type of file systems with no block device of their own */
+#define FS_TMPFS	0x01021994
+#define FS_RAMFS	0x858458f6
+#define FS_OVERLAY	0x794c7630
+#define FS_BTRFS	0x9123683e
+
+static int walk(const char *sysfs, dev_t dev, const dev_t *protect, size_t n,
+		int depth, char *chain, size_t chainlen);
+
+/*
+ * Devices whose data lives behind a server bsyncd cannot see (a user-space
+ * or network daemon that may itself sit on the protected device): a store
+ * there cannot be proved safe.
+ */
+static const char *const untraceable[] = { "nbd", "ublkb", "drbd", "rbd", NULL };
+
+static bool name_untraceable(const char *name)
+{
+	for (const char *const *p = untraceable; *p; p++)
+		if (!strncmp(name, *p, strlen(*p)))
+			return true;
+	return false;
+}
+
+/* mountinfo of the file system with device number dev: its type, source, options. */
+static int mount_of(dev_t dev, char *type, char *source, char *opts)
+{
+	char line[PATH_MAX * 2], want[32];
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	int r = -ENOENT;
+
+	if (!f)
+		return -errno;
+	snprintf(want, sizeof(want), "%u:%u", major(dev), minor(dev));
+	while (r && fgets(line, sizeof(line), f)) {
+		char *sep = strstr(line, " - "), *mm = line;
+		int i;
+
+		for (i = 0; i < 2 && mm; i++)	/* mount ID, parent ID, major:minor */
+			mm = strchr(mm + 1, ' ');
+		if (!sep || !mm || strncmp(mm + 1, want, strlen(want)) || mm[1 + strlen(want)] != ' ')
+			continue;
+		if (sscanf(sep + 3, "%63s %1023s %1023s", type, source, opts) >= 2)
+			r = 0;
+	}
+	fclose(f);
+	return r;
+}
+
+/*
+ * A file system with an anonymous device number (no block device of its
+ * own): memory (tmpfs, ramfs) is safe; overlayfs writes to its upper
+ * directory, btrfs to the device it was mounted from; anything else (NFS,
+ * FUSE, 9p, CIFS, ...) stores data where bsyncd cannot follow, so it is
+ * refused.
+ */
+static int walk_anon_fs(const char *sysfs, const char *path, dev_t dev, const dev_t *protect,
+			size_t n, int depth, char *chain, size_t chainlen)
+{
+	char type[64] = "", source[1024] = "", opts[1024] = "";
+	struct statfs sf;
+	struct stat st;
+	size_t clen = strlen(chain);
+	char *up;
+
+	for (size_t i = 0; i < n; i++)
+		if (protect[i] == dev)
+			return -ELOOP;
+	if (statfs(path, &sf))
+		return -errno;
+	if (sf.f_type == FS_TMPFS || sf.f_type == FS_RAMFS)
+		return 0;
+	mount_of(dev, type, source, opts);
+	snprintf(chain + clen, chainlen - clen, "%s%s %u:%u", clen ? " -> " : "",
+		 type[0] ? type : "file system", major(dev), minor(dev));
+	if (depth > STACK_DEPTH_MAX)
+		return -ELOOP;
+	if (sf.f_type == FS_OVERLAY && (up = strstr(opts, "upperdir="))) {
+		up += strlen("upperdir=");
+		up[strcspn(up, ",")] = 0;
+		if (!stat(up, &st))
+			return major(st.st_dev) ? walk(sysfs, st.st_dev, protect, n, depth + 1, chain, chainlen) :
+				walk_anon_fs(sysfs, up, st.st_dev, protect, n, depth + 1, chain, chainlen);
+	}
+	if (sf.f_type == FS_BTRFS && !stat(source, &st) && S_ISBLK(st.st_mode))
+		return walk(sysfs, st.st_rdev, protect, n, depth + 1, chain, chainlen);
+	return -EXDEV;
+}
 
 static int read_devno(const char *path, dev_t *out)
 {
@@ -77,7 +167,20 @@ static int walk(const char *sysfs, dev_t dev, const dev_t *protect, size_t n,
 		return -ELOOP;
 	snprintf(base, sizeof(base), "%s/dev/block/%u:%u", sysfs, major(dev), minor(dev));
 	if (stat(base, &st))
-		return 0;	/* not a block device (e.g. tmpfs) */
+		return 0;	/* not a block device */
+	snprintf(path, sizeof(path), "%s/uevent", base);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "DEVNAME=", 8) && name_untraceable(line + 8)) {
+			line[strcspn(line, "\n")] = 0;
+			clen = strlen(chain);
+			snprintf(chain + clen, chainlen - clen, " (%s)", line + 8);
+			fclose(f);
+			return -EXDEV;
+		}
+	}
+	if (f)
+		fclose(f);
 
 	/* a partition sits on its disk */
 	snprintf(path, sizeof(path), "%s/partition", base);
@@ -125,7 +228,8 @@ static int walk(const char *sysfs, dev_t dev, const dev_t *protect, size_t n,
 			if (del && stat(line, &st))
 				*del = 0;
 			if (!fs_dev_of(line, &lower)) {
-				r = walk(sysfs, lower, protect, n, depth + 1, chain, chainlen);
+				r = major(lower) ? walk(sysfs, lower, protect, n, depth + 1, chain, chainlen) :
+					walk_anon_fs(sysfs, line, lower, protect, n, depth + 1, chain, chainlen);
 				if (r)
 					return r;
 				chain[self_end] = 0;
@@ -144,6 +248,33 @@ int dev_check_stacking(const char *sysfs, dev_t dev, const dev_t *protect, size_
 	if (r == -ELOOP)
 		snprintf(err, errlen, "the %s is stacked on the protected device (%s); "
 			 "put the %s on another disk", what, chain, what);
+	else if (r == -EXDEV)
+		snprintf(err, errlen, "the %s is on storage whose backing bsyncd cannot trace (%s): "
+			 "it could sit on the protected device and deadlock its writes; "
+			 "put the %s on a local disk or tmpfs", what, chain, what);
+	return r;
+}
+
+/* The file system holding an open file, traced like a device. */
+static int store_check_file(int fd, const char *path, const dev_t *protect, size_t nprotect,
+			    char *err, size_t errlen)
+{
+	char chain[1024] = "";
+	struct stat sb;
+	int r;
+
+	if (fstat(fd, &sb))
+		return -errno;
+	if (major(sb.st_dev))
+		return store_check_stacking("/sys", sb.st_dev, protect, nprotect, err, errlen);
+	r = walk_anon_fs("/sys", path, sb.st_dev, protect, nprotect, 0, chain, sizeof(chain));
+	if (r == -ELOOP)
+		snprintf(err, errlen, "the store is stacked on the protected device (%s); "
+			 "put the store on another disk", chain);
+	else if (r == -EXDEV)
+		snprintf(err, errlen, "the store %s is on storage whose backing bsyncd cannot trace "
+			 "(%s): it could sit on the protected device and deadlock its writes; "
+			 "put the store on a local disk or tmpfs", path, chain);
 	return r;
 }
 
@@ -218,8 +349,21 @@ int store_provision(const char *dir, const char *x_store, uint64_t size,
 	if (x_store && !stat(x_store, &sb) && S_ISBLK(sb.st_mode)) {
 		r = store_check_stacking("/sys", sb.st_rdev, protect, nprotect, err, errlen);
 		if (r)
-			return r == -ELOOP ? -EINVAL : r;
+			return r == -ELOOP || r == -EXDEV ? -EINVAL : r;
+		/*
+		 * Probe that nobody claims it (mounted, in a dm table), then hold
+		 * it without O_EXCL: session_start's own exclusive open would
+		 * fail against ours.
+		 */
 		fd = open(x_store, O_RDWR | O_CLOEXEC | O_EXCL);
+		if (fd < 0) {
+			r = -errno;
+			snprintf(err, errlen, "cannot open store %s: %s%s", x_store, strerror(-r),
+				 r == -EBUSY ? " (it is mounted or used by another device)" : "");
+			return r;
+		}
+		close(fd);
+		fd = open(x_store, O_RDWR | O_CLOEXEC);
 		if (fd < 0) {
 			r = -errno;
 			snprintf(err, errlen, "cannot open store %s: %s", x_store, strerror(-r));
@@ -251,13 +395,11 @@ int store_provision(const char *dir, const char *x_store, uint64_t size,
 			return r;
 		}
 	}
-	if (fstat(fd, &sb)) {
+	r = store_check_file(fd, path, protect, nprotect, err, errlen);
+	if (!r && fstat(fd, &sb))
 		r = -errno;
-		goto bad;
-	}
-	r = store_check_stacking("/sys", sb.st_dev, protect, nprotect, err, errlen);
 	if (r) {
-		if (r == -ELOOP)
+		if (r == -ELOOP || r == -EXDEV)
 			r = -EINVAL;
 		goto bad;
 	}

@@ -79,6 +79,16 @@ int main(void)
 	put("dev/block/253:5/slaves/dm-6/dev", "253:6\n");
 	put("dev/block/253:6/slaves/dm-5/dev", "253:5\n");
 
+	/* nbd0 (43:0): served by a process bsyncd cannot follow; 253:7 on it */
+	put("dev/block/43:0/uevent", "MAJOR=43\nMINOR=0\nDEVNAME=nbd0\nDEVTYPE=disk\n");
+	put("dev/block/253:7/slaves/nbd0/dev", "43:0\n");
+
+	r = store_check_stacking(root, makedev(43, 0), prot, 2, err, sizeof(err));
+	tap_ok(r == -EXDEV && strstr(err, "nbd0") && strstr(err, "cannot trace"),
+	       "an nbd device cannot be proved safe: refused: %s", err);
+	r = store_check_stacking(root, makedev(253, 7), prot, 2, err, sizeof(err));
+	tap_ok(r == -EXDEV && strstr(err, "253:7 -> 43:0 (nbd0)"),
+	       "a dm device on nbd refused, chain shown: %s", err);
 	r = store_check_stacking(root, makedev(253, 4), prot, 2, err, sizeof(err));
 	tap_ok(r == 0, "device on an unrelated disk is fine (%d)", r);
 	r = store_check_stacking(root, makedev(8, 18), prot, 2, err, sizeof(err));
