@@ -43,8 +43,6 @@ struct bsync_copy {
 	struct bio **bios;
 };
 
-#define COPY_CACHE_MAX	32
-
 static struct workqueue_struct *bsync_wq;
 static atomic_t bsync_live_sessions = ATOMIC_INIT(0);
 
@@ -164,34 +162,8 @@ bad:
 	return NULL;
 }
 
-/*
- * A copy buffer from the cache, or a new one within the budgets. NULL if
- * the budgets are spent or memory is short: the caller waits for a copy
- * in flight to land. The session's first buffer, allocated with it, is
- * never freed before it, so a session can always make progress.
- */
-static struct bsync_copy *copy_get(struct bsync_session *s)
+static struct bsync_copy *copy_reset(struct bsync_copy *c)
 {
-	struct bsync_copy *c = NULL;
-	bool charged = false;
-
-	xa_lock_irq(&s->map);
-	if (!list_empty(&s->copy_cache)) {
-		c = list_first_entry(&s->copy_cache, struct bsync_copy, list);
-		list_del(&c->list);
-		s->copy_cache_len--;
-	} else {
-		charged = copy_charge(s);
-	}
-	xa_unlock_irq(&s->map);
-	if (charged) {
-		/* Do not dig into reserves: a copy in flight frees a buffer soon. */
-		c = copy_alloc(s, GFP_NOIO | __GFP_NORETRY | __GFP_NOWARN);
-		if (!c)
-			copy_uncharge(s);
-	}
-	if (!c)
-		return NULL;
 	c->read_err = false;
 	c->write_err = false;
 	c->timed_out = false;
@@ -201,22 +173,56 @@ static struct bsync_copy *copy_get(struct bsync_session *s)
 	return c;
 }
 
-/* Back to the cache, or freed. Any context. */
+/* An idle copy buffer, or NULL. Caller holds the map lock. */
+static struct bsync_copy *copy_take_cached(struct bsync_session *s)
+{
+	struct bsync_copy *c;
+
+	if (list_empty(&s->copy_cache))
+		return NULL;
+	c = list_first_entry(&s->copy_cache, struct bsync_copy, list);
+	list_del(&c->list);
+	s->copy_cache_len--;
+	return copy_reset(c);
+}
+
+/*
+ * A new copy buffer within the budgets. NULL if they are spent or memory
+ * is short: the caller waits for a copy in flight to land. The session's
+ * first buffer, allocated with it, is never freed before it, so a session
+ * can always make progress.
+ */
+static struct bsync_copy *copy_new(struct bsync_session *s)
+{
+	struct bsync_copy *c;
+	bool charged;
+
+	xa_lock_irq(&s->map);
+	charged = copy_charge(s);
+	xa_unlock_irq(&s->map);
+	if (!charged)
+		return NULL;
+	/* Do not dig into reserves: a copy in flight frees a buffer soon. */
+	c = copy_alloc(s, GFP_NOIO | __GFP_NORETRY | __GFP_NOWARN);
+	if (!c) {
+		copy_uncharge(s);
+		return NULL;
+	}
+	return copy_reset(c);
+}
+
+/*
+ * Back to the cache, kept until the session ends: the budget bounds them,
+ * and a cached buffer is taken without dropping the map lock. Any context.
+ */
 static void copy_put(struct bsync_session *s, struct bsync_copy *c)
 {
 	unsigned long flags;
 
 	xa_lock_irqsave(&s->map, flags);
-	if (s->copy_cache_len < COPY_CACHE_MAX) {
-		list_add(&c->list, &s->copy_cache);
-		s->copy_cache_len++;
-		c = NULL;
-	}
+	list_add(&c->list, &s->copy_cache);
+	s->copy_cache_len++;
 	xa_unlock_irqrestore(&s->map, flags);
-	if (c) {
-		copy_free(c);
-		copy_uncharge(s);
-	}
 }
 
 static void copy_cache_drain(struct bsync_session *s)
@@ -583,7 +589,8 @@ static struct bsync_copy *oldest_copy(struct bsync_session *s)
 /*
  * Start copies for the needed clusters @bio touches and park it on the
  * first copy still in flight; release it once none is left. The map lock
- * is dropped to get a copy buffer, so the walk restarts after each. With
+ * is dropped to allocate a copy buffer, so the walk restarts after each
+ * (at most a budget's worth of buffers per session). With
  * the budget spent, the bio waits on the oldest copy in flight and is
  * examined again when it lands: a bio over many clusters is preserved a
  * budget at a time.
@@ -618,9 +625,11 @@ again:
 			wait_on = wait_on ?: c;
 			continue;
 		}
+		if (!spare)
+			spare = copy_take_cached(s);
 		if (!spare && !spent) {
 			xa_unlock_irq(&s->map);
-			spare = copy_get(s);
+			spare = copy_new(s);
 			spent = !spare;
 			goto again;
 		}
