@@ -927,12 +927,39 @@ void bsync_snap_read_done(struct bsync_session *s, int bucket)
  * Queries
  */
 
+/*
+ * The queries walk runs under the map lock, which keeps interrupts off: a
+ * run is extended at most WALK_CHUNK clusters per lock hold, so a run of
+ * millions of clusters does not keep interrupts off for long.
+ */
+#define WALK_CHUNK	4096
+
+/* Extend the run of preserved clusters that ends at @end. */
+static unsigned long preserved_run_end(struct bsync_session *s, unsigned long end)
+{
+	unsigned long i, limit;
+	void *entry;
+
+	for (;;) {
+		limit = end + WALK_CHUNK;
+		xa_lock_irq(&s->map);
+		xa_for_each_range(&s->map, i, entry, end, limit - 1) {
+			if (i != end || !xa_is_value(entry))
+				break;
+			end++;
+		}
+		xa_unlock_irq(&s->map);
+		if (end < limit)
+			return end;
+		cond_resched();
+	}
+}
+
 /* The next run of preserved clusters at or after @from, in sectors. */
 bool bsync_session_next_preserved(struct bsync_session *s, sector_t from,
 				  sector_t *start, sector_t *len)
 {
-	unsigned long idx = from >> s->shift, end;
-	bool found = false;
+	unsigned long idx, end;
 	void *entry;
 
 	xa_lock_irq(&s->map);
@@ -940,20 +967,36 @@ bool bsync_session_next_preserved(struct bsync_session *s, sector_t from,
 		if (xa_is_value(entry))
 			break;
 	}
-	if (entry) {
-		found = true;
-		for (end = idx + 1; xa_is_value(xa_load(&s->map, end)); end++)
-			;
-		*start = max_t(sector_t, (sector_t)idx << s->shift, from);
-		*len = min_t(sector_t, (sector_t)end << s->shift, s->dev_sectors) - *start;
-	}
 	xa_unlock_irq(&s->map);
-	return found;
+	if (!entry)
+		return false;
+	end = preserved_run_end(s, idx + 1);
+	*start = max_t(sector_t, (sector_t)idx << s->shift, from);
+	*len = min_t(sector_t, (sector_t)end << s->shift, s->dev_sectors) - *start;
+	return true;
 }
 
-static bool cluster_wanted(struct bsync_session *s, unsigned long c)
+/* Extend the run of wanted (needed or preserved) clusters that ends at @end. */
+static unsigned long wanted_run_end(struct bsync_session *s, unsigned long end)
 {
-	return test_bit(c, s->needed->bits) || xa_is_value(xa_load(&s->map, c));
+	unsigned long nr = s->needed->nr_bits, limit;
+
+	for (;;) {
+		limit = min(nr, end + WALK_CHUNK);
+		xa_lock_irq(&s->map);
+		while (end < limit) {
+			if (test_bit(end, s->needed->bits))
+				end = find_next_zero_bit(s->needed->bits, limit, end);
+			else if (xa_is_value(xa_load(&s->map, end)))
+				end++;
+			else
+				break;
+		}
+		xa_unlock_irq(&s->map);
+		if (end < limit || end >= nr)
+			return end;
+		cond_resched();
+	}
 }
 
 /*
@@ -976,14 +1019,13 @@ bool bsync_session_next_wanted(struct bsync_session *s, sector_t from,
 	}
 	if (entry && xa_is_value(entry) && p < c)
 		c = p;
-	if (c < nr) {
-		for (end = c + 1; end < nr && cluster_wanted(s, end); end++)
-			;
-		*start = max_t(sector_t, (sector_t)c << s->shift, from);
-		*len = min_t(sector_t, (sector_t)end << s->shift, s->dev_sectors) - *start;
-	}
 	xa_unlock_irq(&s->map);
-	return c < nr;
+	if (c >= nr)
+		return false;
+	end = wanted_run_end(s, c + 1);
+	*start = max_t(sector_t, (sector_t)c << s->shift, from);
+	*len = min_t(sector_t, (sector_t)end << s->shift, s->dev_sectors) - *start;
+	return true;
 }
 
 /*
