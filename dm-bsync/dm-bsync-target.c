@@ -31,9 +31,16 @@ static void state_free(struct bsync_state *st)
 	list_for_each_entry_safe(bm, tmp, &st->bitmaps, list)
 		bsync_bitmap_destroy(bm);
 	bsync_bitmap_destroy(st->alloc);
-	free_percpu(st->inflight);
+	percpu_ref_exit(&st->writes);
 	free_percpu(st->stats);
 	kfree(st);
+}
+
+static void writes_released(struct percpu_ref *ref)
+{
+	struct bsync_state *st = container_of(ref, struct bsync_state, writes);
+
+	wake_up_all(&st->drain_wait);
 }
 
 static struct bsync_state *state_create(struct bsync_target *bt)
@@ -54,9 +61,11 @@ static struct bsync_state *state_create(struct bsync_target *bt)
 	bio_list_init(&st->deferred);
 	init_waitqueue_head(&st->drain_wait);
 
-	st->inflight = alloc_percpu(long);
 	st->stats = alloc_percpu(struct bsync_stats);
-	if (!st->inflight || !st->stats)
+	if (!st->stats)
+		goto bad;
+	/* Closing the gate kills it, opening resurrects it: keep the per-CPU part. */
+	if (percpu_ref_init(&st->writes, writes_released, PERCPU_REF_ALLOW_REINIT, GFP_KERNEL))
 		goto bad;
 	st->alloc = bsync_bitmap_create(NULL, bt->alloc_shift, st->dev_sectors, true);
 	if (IS_ERR(st->alloc)) {
@@ -171,43 +180,23 @@ struct bsync_session *bsync_session_lookup(dev_t dev, char **error)
  *
  * Control operations that rewrite bitmaps (clear, freeze, unfreeze, ...)
  * must happen at one instant with respect to writes: every write is then
- * either wholly before it or wholly after it. The bio path counts write
- * bios from map to completion in per-cpu counters; closing the gate holds
- * new writes on a list and waits for the count to drain. This is a write-
- * only internal suspend that never blocks the bio path.
+ * either wholly before it or wholly after it. Each write bio holds a
+ * reference on st->writes from map to completion; closing the gate kills
+ * the reference, so new writes are held on a list, and waits for it to
+ * drop to zero. This is a write-only internal suspend that never blocks
+ * the bio path. A percpu_ref, as the block layer's queue freeze uses:
+ * once the kill is confirmed no new reference is taken, on any CPU, even
+ * by a writer preempted and migrated in the middle of taking it.
  */
 
 static bool gate_enter(struct bsync_state *st)
 {
-	this_cpu_inc(*st->inflight);
-	smp_mb(); /* pairs with bsync_quiesce_writes() */
-	if (likely(!READ_ONCE(st->gate_closed)))
-		return true;
-	this_cpu_dec(*st->inflight);
-	wake_up(&st->drain_wait);
-	return false;
+	return percpu_ref_tryget_live(&st->writes);
 }
 
 static void gate_exit(struct bsync_state *st)
 {
-	this_cpu_dec(*st->inflight);
-	smp_mb(); /* pairs with bsync_quiesce_writes() */
-	if (unlikely(READ_ONCE(st->gate_closed)))
-		wake_up(&st->drain_wait);
-}
-
-/*
- * A bio only counts once it entered, and once the gate is closed no new
- * bio stays entered, so a sum of zero means no write is in flight.
- */
-static bool writes_drained(struct bsync_state *st)
-{
-	long sum = 0;
-	int cpu;
-
-	for_each_possible_cpu(cpu)
-		sum += *per_cpu_ptr(st->inflight, cpu);
-	return sum == 0;
+	percpu_ref_put(&st->writes);
 }
 
 /* Close the gate and wait for in-flight writes. Caller holds st->lock. */
@@ -216,9 +205,12 @@ int bsync_quiesce_writes(struct bsync_state *st)
 	int r;
 
 	lockdep_assert_held(&st->lock);
-	WRITE_ONCE(st->gate_closed, true);
-	smp_mb(); /* pairs with gate_enter() and gate_exit() */
-	r = wait_event_killable(st->drain_wait, writes_drained(st));
+	/* Closed before the kill: a writer the kill turns away finds it closed. */
+	spin_lock_irq(&st->gate_lock);
+	st->gate_closed = true;
+	spin_unlock_irq(&st->gate_lock);
+	percpu_ref_kill(&st->writes);
+	r = wait_event_killable(st->drain_wait, percpu_ref_is_zero(&st->writes));
 	if (r)
 		bsync_resume_writes(st);
 	return r;
@@ -233,8 +225,10 @@ void bsync_resume_writes(struct bsync_state *st)
 	struct bio_list held;
 	struct bio *bio;
 
+	/* May sleep for the kill's switch to finish: not under gate_lock. */
+	percpu_ref_resurrect(&st->writes);
 	spin_lock_irq(&st->gate_lock);
-	WRITE_ONCE(st->gate_closed, false);
+	st->gate_closed = false;
 	held = st->deferred;
 	bio_list_init(&st->deferred);
 	spin_unlock_irq(&st->gate_lock);

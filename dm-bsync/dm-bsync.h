@@ -15,6 +15,7 @@
 #include <linux/device-mapper.h>
 #include <linux/mutex.h>
 #include <linux/percpu.h>
+#include <linux/percpu-refcount.h>
 #include <linux/refcount.h>
 #include <linux/spinlock.h>
 #include <linux/wait.h>
@@ -57,7 +58,7 @@ struct bsync_state {
 	struct bsync_bitmap *alloc;	/* clusters that may hold data */
 
 	/* Write gate: see bsync_quiesce_writes(). */
-	long __percpu *inflight;
+	struct percpu_ref writes;	/* gated writes in flight; killed to close */
 	bool gate_closed;
 	spinlock_t gate_lock;		/* gate_closed transitions, deferred */
 	struct bio_list deferred;
@@ -86,7 +87,7 @@ struct bsync_target {
 /* Per-bio data. */
 struct bsync_bio {
 	struct bsync_target *bt;
-	bool gated;			/* counted in inflight; leave on completion */
+	bool gated;			/* holds a st->writes ref; put on completion */
 	u64 held_since;			/* ns; while copy-before-write holds it */
 };
 
