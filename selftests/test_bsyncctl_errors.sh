@@ -19,6 +19,7 @@ cleanup() {
 	bsyncd_stop
 	dm remove $node 2>/dev/null
 	dm remove $lin 2>/dev/null
+	dm remove bctl-held 2>/dev/null
 	rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -110,6 +111,18 @@ ok $? "no usage error created the target"
 # --- refused by the daemon: exit 1, its desc passed through
 expect 1 "bsyncctl: device add $node: node-name '$node' is already in use" device add $node /dev/mapper/$lin
 expect 1 "bsyncctl: device add x: '/dev/null' is not a block device" device add x /dev/null
+# an origin another program holds open (a running VM's QEMU) is refused, naming it
+echo "0 8192 linear $disk $((size / 512))" | dm create bctl-held && dm mknodes bctl-held
+sleep 600 </dev/mapper/bctl-held &
+holder=$!
+expect 1 "bsyncctl: device add held: '/dev/mapper/bctl-held' is open by sleep (pid $holder): its writes would bypass tracking; stop it, add the device, then give it /dev/mapper/held instead (or pass force to add it anyway)" \
+	device add held /dev/mapper/bctl-held
+bsyncctl device add held /dev/mapper/bctl-held --force && bsyncctl device remove held
+ok $? "device add --force over a held origin, then remove"
+kill $holder; wait $holder 2>/dev/null
+bsyncctl device add held /dev/mapper/bctl-held && bsyncctl device remove held
+ok $? "once its holder is gone the origin is accepted"
+dm remove bctl-held
 expect 1 "bsyncctl: device remove nope: Cannot find device='nope' nor node-name='nope'" device remove nope
 expect 1 "bsyncctl: bitmap add nope b: Cannot find device='nope' nor node-name='nope'" bitmap add nope b
 expect 1 "bsyncctl: bitmap add $node b: Bitmap already exists: b" bitmap add $node b

@@ -10,10 +10,10 @@
 
 #include "bsyncctl.h"
 
-enum { OPT_ZEROED = 1, OPT_METADATA };
+enum { OPT_ZEROED = 1, OPT_METADATA, OPT_FORCE };
 
 struct device_add_opts {
-	bool zeroed;
+	bool zeroed, force;
 	const char *metadata;
 };
 
@@ -23,6 +23,8 @@ static int device_opt(void *arg, int id, const char *val)
 
 	if (id == OPT_ZEROED)
 		o->zeroed = true;
+	else if (id == OPT_FORCE)
+		o->force = true;
 	else if (id == OPT_METADATA)
 		o->metadata = val;
 	return 0;
@@ -44,6 +46,7 @@ int cmd_device_add(struct cli *c, const struct cli_cmd *cmd, int argc, char **ar
 	static const struct cli_opt opts[] = {
 		{ "zeroed", 0, false, OPT_ZEROED },
 		{ "metadata", 0, true, OPT_METADATA },
+		{ "force", 0, false, OPT_FORCE },
 		{ NULL, 0, false, 0 },
 	};
 	static const char *const names[] = { "NAME", "ORIGIN" };
@@ -66,6 +69,8 @@ int cmd_device_add(struct cli *c, const struct cli_cmd *cmd, int argc, char **ar
 	json_object_object_add(args, "origin", json_object_new_string(origin));
 	if (o.zeroed)
 		json_object_object_add(args, "zeroed", json_object_new_boolean(true));
+	if (o.force)
+		json_object_object_add(args, "force", json_object_new_boolean(true));
 	if (o.metadata) {
 		device_abspath(o.metadata, metadata, sizeof(metadata));
 		json_object_object_add(args, "metadata", json_object_new_string(metadata));

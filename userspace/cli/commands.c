@@ -11,7 +11,7 @@
 #define SIZE_NOTE "SIZE takes a K, M, G or T suffix (powers of 1024): 64K, 1M, 2G.\n"
 
 const struct cli_cmd cli_cmds[] = {
-	{ "device", "add", "NAME ORIGIN [--zeroed] [--metadata DEV]",
+	{ "device", "add", "NAME ORIGIN [--zeroed] [--metadata DEV] [--force]",
 	  "create a bsync device NAME over the block device ORIGIN",
 	  "Creates /dev/mapper/NAME, a bsync device stacked on ORIGIN, that\n"
 	  "records written clusters in its dirty bitmaps. Put the guest or the\n"
@@ -24,7 +24,11 @@ const struct cli_cmd cli_cmds[] = {
 	  "  --metadata DEV   keep persistent bitmaps on the block device DEV (a\n"
 	  "                   small partition or LV of its own, 64 KiB at least;\n"
 	  "                   a blank one is formatted): they survive device\n"
-	  "                   removal, reboots and crashes\n",
+	  "                   removal, reboots and crashes\n"
+	  "  --force          add it even though another program holds ORIGIN (or\n"
+	  "                   a partition of it) open: that program's writes are\n"
+	  "                   not tracked. Without it, such an ORIGIN is refused\n"
+	  "                   and the programs are named\n",
 	  cmd_device_add },
 	{ "device", "remove", "NAME",
 	  "remove a bsync device (its bitmaps are lost, except persistent ones)",

@@ -143,7 +143,7 @@ static int cmd_device_add(json_object *args, json_object **ret, struct qerr *e)
 	if (r > 0 || (r == 0 && dmctl_exists(name) > 0))
 		return qerr_set(e, "node-name '%s' is already in use", name);
 	if (node_add(name, str_arg(args, "origin"), bool_arg(args, "zeroed", false),
-		     str_arg(args, "metadata"), err, sizeof(err)))
+		     str_arg(args, "metadata"), bool_arg(args, "force", false), err, sizeof(err)))
 		return qerr_set(e, "%s", err);
 	return 0;
 }
@@ -597,7 +597,7 @@ static const struct command commands[] = {
 	{ "query-version", cmd_query_version, { { 0 } } },
 	{ "query-commands", cmd_query_commands, { { 0 } } },
 	{ "bsync-device-add", cmd_device_add,
-	  { S("node-name"), S("origin"), B("zeroed"), SO("metadata") } },
+	  { S("node-name"), S("origin"), B("zeroed"), SO("metadata"), B("force") } },
 	{ "bsync-device-remove", cmd_device_remove, { S("node-name") } },
 	{ "query-named-block-nodes", cmd_query_nodes, { B("flat") } },
 	{ "block-dirty-bitmap-add", cmd_bitmap_add,

@@ -16,6 +16,7 @@
 
 #include "dmctl.h"
 #include "node.h"
+#include "openers.h"
 #include "store.h"
 
 void node_path(const char *name, char *buf, size_t len)
@@ -234,8 +235,9 @@ static int open_blockdev(const char *what, const char *path, uint64_t min, dev_t
 }
 
 int node_add(const char *name, const char *origin, bool zeroed, const char *metadata,
-	     char *err, size_t errlen)
+	     bool force, char *err, size_t errlen)
 {
+	char who[256];
 	char params[160];
 	uint64_t bytes, md_bytes;
 	dev_t odev, mdev = 0;
@@ -248,6 +250,14 @@ int node_add(const char *name, const char *origin, bool zeroed, const char *meta
 	r = open_blockdev("origin", origin, 512, &odev, &bytes, err, errlen);
 	if (r)
 		return r;
+	/* writes through such an opener would not be tracked */
+	r = force ? 0 : dev_openers("/sys", odev, who, sizeof(who));
+	if (r > 0) {
+		snprintf(err, errlen, "'%s' is open by %s: its writes would bypass tracking; stop "
+			 "it, add the device, then give it /dev/mapper/%s instead (or pass force "
+			 "to add it anyway)", origin, who, name);
+		return -EBUSY;
+	}
 	if (metadata) {
 		r = open_blockdev("metadata", metadata, NODE_METADATA_MIN, &mdev, &md_bytes, err, errlen);
 		if (r)

@@ -54,10 +54,12 @@ int node_message(const char *name, const char *msg, char **reply, char *err, siz
 
 /*
  * Create a bsync device over origin (a block device path), keeping its
- * persistent bitmaps on the block device metadata if not NULL.
+ * persistent bitmaps on the block device metadata if not NULL.  Refused
+ * (-EBUSY, naming the processes) while another process holds origin or a
+ * partition of it open, unless force.
  */
 int node_add(const char *name, const char *origin, bool zeroed, const char *metadata,
-	     char *err, size_t errlen);
+	     bool force, char *err, size_t errlen);
 int node_remove(const char *name, char *err, size_t errlen);
 
 /* /dev/mapper/<name> */

@@ -19,6 +19,7 @@
 #include "../daemon/job.c"
 #include "../daemon/log.c"
 #include "../daemon/node.c"
+#include "../daemon/openers.c"
 #include "../daemon/qmp-server.c"
 #include "../daemon/store.c"
 #include "qmp-client.h"
