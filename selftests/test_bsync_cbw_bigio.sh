@@ -39,7 +39,13 @@ cleanup() {
 	dm remove $dev 2>/dev/null
 	[ -n "${loopdev:-}" ] && losetup -d "$loopdev" 2>/dev/null
 	loopdev=
-	umount "$mnt" 2>/dev/null
+	# The ended session releases the store, and the loop device its
+	# file, a moment later: the disk must be free for the next test.
+	for _ in $(seq 100); do
+		umount "$mnt" 2>/dev/null && break
+		mountpoint -q "$mnt" || break
+		sleep 0.1
+	done
 	rmdir "$mnt" 2>/dev/null
 }
 trap cleanup EXIT
