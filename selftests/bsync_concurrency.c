@@ -120,7 +120,15 @@ static int missing(const struct bt_model *want, const char *bitmap, uint64_t *fi
 	return n;
 }
 
-TEST(bitmaps_lose_no_write_under_concurrent_control)
+/* No state of its own: a fixture only for TEST_F_TIMEOUT (a debug kernel takes >30 s). */
+FIXTURE(conc) {
+	int unused;
+};
+
+FIXTURE_SETUP(conc) { }
+FIXTURE_TEARDOWN(conc) { }
+
+TEST_F_TIMEOUT(conc, bitmaps_lose_no_write_under_concurrent_control, 300)
 {
 	struct shared sh = { 0 };
 	struct writer w[WRITERS];
