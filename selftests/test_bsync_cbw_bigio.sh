@@ -47,6 +47,8 @@ cleanup() {
 		sleep 0.1
 	done
 	rmdir "$mnt" 2>/dev/null
+	# Later tests use the disk raw; blkdiscard refuses one with a filesystem.
+	mountpoint -q "$mnt" 2>/dev/null || wipefs -a -q "$sdisk" 2>/dev/null
 }
 trap cleanup EXIT
 
