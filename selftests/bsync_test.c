@@ -17,6 +17,20 @@
 
 #include "bsync_test.h"
 
+bool bt_wanted(const char *name)
+{
+	const char *list = getenv("BSYNC_TESTS"), *p;
+	size_t n = strlen(name);
+
+	if (!list || !*list)
+		return true;
+	for (p = list; (p = strstr(p, name)); p += n)
+		if ((p == list || p[-1] == ' ' || p[-1] == ',') &&
+		    (p[n] == '\0' || p[n] == ' ' || p[n] == ','))
+			return true;
+	return false;
+}
+
 const char *bt_disk(int n)
 {
 	char var[32];

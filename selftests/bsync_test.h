@@ -15,6 +15,13 @@
 #define KiB 1024ULL
 #define MiB (1024ULL * KiB)
 
+/*
+ * Whether the test @name is to run: $BSYNC_TESTS, if set, is a list of test
+ * names separated by spaces or commas (the mutation check runs only the
+ * case that must catch its mutant; 6.1's harness has no filter of its own).
+ */
+bool bt_wanted(const char *name);
+
 /* The n-th scratch disk the VM runner attached ($BSYNC_DISKn), or NULL. */
 const char *bt_disk(int n);
 uint64_t bt_dev_bytes(const char *path);

@@ -1,6 +1,8 @@
 # shellcheck shell=bash
 # Helpers for the shell selftests: TAP output and bsync device handling.
-# Tests print "ok N - ..." / "not ok N - ..." and exit non-zero on failure.
+# Tests print "ok N - ..." / "not ok N - ..." and exit non-zero on failure;
+# with BSYNC_FAIL_FAST=1 at the first failure (the mutation check needs no
+# more than one).
 
 _tap_n=0
 _tap_failed=0
@@ -14,6 +16,7 @@ ok() { # cond-status description...
 	else
 		echo "not ok $_tap_n - $*"
 		_tap_failed=$((_tap_failed + 1))
+		[ "${BSYNC_FAIL_FAST:-0}" = 0 ] || exit 1
 	fi
 }
 
