@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One boot of scripts/crash-test, inside the guest.
 
-  crash-round.py ROUND [--last]
+  crash-round.py ROUND [--last] [--clean-check]
   crash-round.py clean-save | clean-check
 
 Loads a bsync device over $BSYNC_DISK0 with its metadata on $BSYNC_DISK1.
@@ -16,6 +16,7 @@ with and without fsync) until the host kills the whole guest.
 clean-save and clean-check are a clean reboot: the first writes, disables a
 bitmap, saves every bitmap's list line and extents, removes the device and
 unloads the module; the second, in the next boot, expects them identical.
+Round 0 given --clean-check does that check first, saving a boot.
 """
 import os
 import subprocess
@@ -152,15 +153,22 @@ def clean(step):
     dm("remove", DEV)
 
 
-def main():
-    step = sys.argv[1]
-    run("insmod", "%s/build/kmod/%s/dm-bsync.ko" % (TOP, os.uname().release))
+def create():
     sectors = int(run("blockdev", "--getsz", ORIGIN))
     dm("create", DEV, "--table", "0 %d bsync %s 2 metadata %s" % (sectors, ORIGIN, META))
     dm("mknodes", DEV)
+
+
+def main():
+    step = sys.argv[1]
+    run("insmod", "%s/build/kmod/%s/dm-bsync.ko" % (TOP, os.uname().release))
+    create()
     if step.startswith("clean-"):
         clean(step)
         return
+    if "--clean-check" in sys.argv:
+        clean("clean-check")
+        create()
     rnd, last = int(step), "--last" in sys.argv
     if rnd == 0:
         for name, gran in BITMAPS:
