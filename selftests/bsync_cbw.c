@@ -174,6 +174,8 @@ FIXTURE(cbw) {
 
 FIXTURE_SETUP(cbw)
 {
+	if (!bt_wanted(_metadata->name))
+		SKIP(return, "not in $BSYNC_TESTS");
 	if (!bt_disk(0) || !bt_disk(1))
 		SKIP(return, "needs two scratch disks");
 	self->seed = bt_seed();
@@ -313,7 +315,7 @@ static void point_in_time(struct __test_metadata *_metadata, FIXTURE_DATA(cbw) *
 }
 
 /*
- * Load seconds: 20 for the main case, 8 for the variants, or
+ * Load seconds: 10 for the main case, 4 for the variants, or
  * $BSYNC_CBW_SECS for all (the mutation check runs shorter).
  */
 static unsigned int load_secs(unsigned int dflt)
@@ -325,35 +327,35 @@ static unsigned int load_secs(unsigned int dflt)
 
 TEST_F_TIMEOUT(cbw, point_in_time_full_64k, 300)
 {
-	struct pit t = { 64 * KiB, "full", load_secs(20) };
+	struct pit t = { 64 * KiB, "full", load_secs(10) };
 
 	point_in_time(_metadata, self, &t);
 }
 
 TEST_F_TIMEOUT(cbw, point_in_time_full_256k, 300)
 {
-	struct pit t = { 256 * KiB, "full", load_secs(8) };
+	struct pit t = { 256 * KiB, "full", load_secs(4) };
 
 	point_in_time(_metadata, self, &t);
 }
 
 TEST_F_TIMEOUT(cbw, point_in_time_full_1m, 300)
 {
-	struct pit t = { 1 * MiB, "full", load_secs(8) };
+	struct pit t = { 1 * MiB, "full", load_secs(4) };
 
 	point_in_time(_metadata, self, &t);
 }
 
 TEST_F_TIMEOUT(cbw, point_in_time_bitmap, 300)
 {
-	struct pit t = { 64 * KiB, "bitmap", load_secs(8) };
+	struct pit t = { 64 * KiB, "bitmap", load_secs(4) };
 
 	point_in_time(_metadata, self, &t);
 }
 
 TEST_F_TIMEOUT(cbw, point_in_time_none, 300)
 {
-	struct pit t = { 64 * KiB, "none", load_secs(8) };
+	struct pit t = { 64 * KiB, "none", load_secs(4) };
 
 	point_in_time(_metadata, self, &t);
 }

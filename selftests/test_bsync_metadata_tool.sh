@@ -36,10 +36,12 @@ blkdiscard -z $md 2>/dev/null || dd if=/dev/zero of=$md bs=1M count=4 oflag=dire
 create() { bsync_create $dev "$origin" $sectors 2 metadata "$1"; }
 # Every bitmap as "name count recording inconsistent persistent" and its extents.
 kernel_view() {
-	local b
-	for b in $(dm message $dev 0 list | awk '$1 == "bitmap" { sub("name=", "", $2); print $2 }'); do
-		echo "$b $(bitmap_field $dev "$b" count) $(bitmap_field $dev "$b" recording)" \
-			"$(bitmap_field $dev "$b" inconsistent) $(bitmap_field $dev "$b" persistent)"
+	dm message $dev 0 list | awk '$1 == "bitmap" {
+		delete f
+		for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+		print f["name"], f["count"], f["recording"], f["inconsistent"], f["persistent"] }' |
+	while read -r b rest; do
+		echo "$b $rest"
 		echo "$b: $(extents $dev "$b" | xargs)"
 	done
 }
@@ -49,13 +51,10 @@ tool_view() {
 		"\(.name) \(.count) \(if .recording then 1 else 0 end) \(if .inconsistent then 1 else 0 end) 1",
 		"\(.name): \([.extents[] | "\(.offset):\(.length)"] | join(" "))"'
 }
-rand_writes() { # N
-	local i blk
-	for ((i = 0; i < $1; i++)); do
-		blk=$((RANDOM % (size / 4096 - 64)))
-		dd if=/dev/urandom of=/dev/mapper/$dev bs=4k seek=$blk count=$((1 + RANDOM % 48)) \
-			oflag=direct status=none
-	done
+rand_writes() { # N: N random writes of 4 KiB to 192 KiB, one at a time (one fio, not N dd)
+	fio --name=rand --filename=/dev/mapper/$dev --rw=randwrite --bsrange=4k-192k --direct=1 \
+		--ioengine=psync --number_ios="$1" --size=$((size - 256 * 1024)) --randrepeat=0 \
+		--output=/dev/null
 }
 # flip BLOCK BYTE: xor one byte of the copy device
 flip() {

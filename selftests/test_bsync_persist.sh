@@ -37,15 +37,9 @@ snapshot() { # every bitmap's list line and extents
 		echo "$b: $(all_extents "$b")"
 	done
 }
-rand_writes() { # N
-	local i
-	for ((i = 0; i < $1; i++)); do
-		echo "$((RANDOM % (size / 4096))) $((1 + RANDOM % 40))"
-	done | while read -r blk n; do
-		[ $((blk + n)) -le $((size / 4096)) ] || n=1
-		dd if=/dev/urandom of=/dev/mapper/$dev bs=4k seek="$blk" count="$n" \
-			oflag=direct status=none
-	done
+rand_writes() { # N: N random writes of 4 KiB to 160 KiB, one at a time (one fio, not N dd)
+	fio --name=rand --filename=/dev/mapper/$dev --rw=randwrite --bsrange=4k-160k --direct=1 \
+		--ioengine=psync --number_ios="$1" --size=$size --randrepeat=0 --output=/dev/null
 }
 reload_module() {
 	rmmod dm_bsync && insmod "${BSYNC_MODULE:-$top/build/kmod/$(uname -r)/dm-bsync.ko}"
@@ -93,10 +87,8 @@ create && dm message $dev 0 add c4k 4k persistent && dm message $dev 0 add c64k 
 	dm message $dev 0 add cdis persistent disabled
 # One 4 KiB write at a time, each first-touching c4k: one log block each,
 # 150 in all, below the 256 a commit would start again from.
-for ((i = 0; i < 150; i++)); do
-	dd if=/dev/urandom of=/dev/mapper/$dev bs=4k seek=$((RANDOM % (size / 4096))) count=1 \
-		oflag=direct status=none
-done
+fio --name=touch --filename=/dev/mapper/$dev --rw=randwrite --bs=4k --direct=1 --ioengine=psync \
+	--number_ios=150 --size=$size --randrepeat=0 --output=/dev/null
 live=$(snapshot)
 slice bt-md2 16 16 && slice bt-ocopy 128 128
 dd if=/dev/mapper/bt-md of=/dev/mapper/bt-md2 bs=1M iflag=direct oflag=direct status=none &&
