@@ -53,7 +53,7 @@ FIXTURE_SETUP(bm)
 	self->fd = -1;
 	self->origin = bt_disk(0);
 	if (!self->origin)
-		SKIP(return, "no scratch disk (run under scripts/vm-run --disk)");
+		BT_SKIP_SETUP("no scratch disk (run under scripts/vm-run --disk)");
 	self->rng = bt_seed();
 	self->buf = bt_alloc_aligned(4 * MiB);
 	ASSERT_NE(NULL, self->buf);

@@ -175,9 +175,9 @@ FIXTURE(cbw) {
 FIXTURE_SETUP(cbw)
 {
 	if (!bt_wanted(_metadata->name))
-		SKIP(return, "not in $BSYNC_TESTS");
+		BT_SKIP_SETUP("not in $BSYNC_TESTS");
 	if (!bt_disk(0) || !bt_disk(1))
-		SKIP(return, "needs two scratch disks");
+		BT_SKIP_SETUP("needs two scratch disks");
 	self->seed = bt_seed();
 	self->img = NULL;
 	TH_LOG("seed %" PRIu64, self->seed);

@@ -31,7 +31,7 @@ FIXTURE_SETUP(data)
 {
 	self->origin = bt_disk(0);
 	if (!self->origin)
-		SKIP(return, "no scratch disk (run under scripts/vm-run --disk)");
+		BT_SKIP_SETUP("no scratch disk (run under scripts/vm-run --disk)");
 	self->bytes = bt_dev_bytes(self->origin);
 	ASSERT_GT(self->bytes, 8 * MiB);
 	ASSERT_EQ(0, bt_create(DEV, self->origin, ""));
