@@ -537,16 +537,16 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* A store that takes 8 s per write: the cbw timeout (300 ms) must apply. */
+/* A store that takes 4 s per write: the cbw timeout (300 ms) must apply. */
 TEST_F_TIMEOUT(cbw, stuck_store_times_out_and_breaks_snapshot, 120)
 {
 	double t0;
 	int err = 0;
 
-	start_simple(_metadata, self, "delay", disk1("%s 0 8000"), SIZE, "timeout_ms=300");
+	start_simple(_metadata, self, "delay", disk1("%s 0 4000"), SIZE, "timeout_ms=300");
 	t0 = now();
 	EXPECT_EQ(0, write_clusters(9, 1, &err));
-	EXPECT_GT(6.0, now() - t0) TH_LOG("the write waited for the stuck copy");
+	EXPECT_GT(3.0, now() - t0) TH_LOG("the write waited for the stuck copy");
 	EXPECT_TRUE(state_is("broken", "timeout"));
 	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_end"));
 	EXPECT_EQ(0, dmctl_remove(VIEW));
@@ -558,12 +558,12 @@ TEST_F_TIMEOUT(cbw, stuck_store_times_out_and_fails_guest_write, 120)
 	double t0;
 	int err = 0;
 
-	start_simple(_metadata, self, "delay", disk1("%s 0 8000"), SIZE,
+	start_simple(_metadata, self, "delay", disk1("%s 0 4000"), SIZE,
 		     "on_error=break-guest-write timeout_ms=300");
 	t0 = now();
 	EXPECT_EQ(1, write_clusters(9, 1, &err));
 	EXPECT_EQ(EIO, err);
-	EXPECT_GT(6.0, now() - t0) TH_LOG("the write waited for the stuck copy");
+	EXPECT_GT(3.0, now() - t0) TH_LOG("the write waited for the stuck copy");
 	EXPECT_TRUE(state_is("active", "-"));
 	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_end"));
 	EXPECT_EQ(0, dmctl_remove(VIEW));
