@@ -48,7 +48,11 @@ $(TOOLS)/.stamp: $(KSRC_TAR)
 selftests: tools userspace
 	$(MAKE) -C selftests KSFT_DIR=$(TOP)/$(TOOLS)/tools/testing/selftests
 
-check: all lint
+# The build, lint and the unit tests' sanitizer build take a job per core.
+JOBS ?= $(shell nproc)
+check:
+	$(MAKE) -j$(JOBS) all lint
+	$(MAKE) -j$(JOBS) -C userspace tests
 	scripts/run-tests
 
 check-unit: userspace
