@@ -200,18 +200,16 @@ tool_view "$dir/live.img" >"$dir/tool"
 # Replay may dirty more than the kernel had (never less): every kernel extent
 # must be covered by the dump's.
 bsync-metadata dump "$dir/live.img" --json >"$dir/live.json"
-grep ':' "$dir/kernel5" >"$dir/kernel5.ext"
-covered=0 n=0
-while read -r name ext; do
-	name=${name%:}
-	for e in $ext; do
-		o=${e%:*} l=${e#*:} n=$((n + 1))
-		jq -e --arg n "$name" --argjson o "$o" --argjson l "$l" \
-			'.bitmaps[] | select(.name == $n) | any(.extents[]; .offset <= $o and .offset + .length >= $o + $l)' \
-			"$dir/live.json" >/dev/null || covered=1
-	done
-done <"$dir/kernel5.ext"
-[ $n -gt 0 ] || covered=1
-ok $covered "log replay covers every one of the $n extents the kernel had"
+# One jq for all of them (a jq per extent took half the test).
+grep ':' "$dir/kernel5" | awk '{ name = substr($1, 1, length($1) - 1)
+	for (i = 2; i <= NF; i++) { split($i, e, ":"); print name, e[1], e[2] } }' >"$dir/kernel5.list"
+n=$(wc -l <"$dir/kernel5.list")
+missed=$(jq -R -r --slurpfile d "$dir/live.json" '
+	split(" ") as [$n, $o, $l] | ($o | tonumber) as $o | ($l | tonumber) as $l |
+	select(any($d[0].bitmaps[] | select(.name == $n) | .extents[];
+		.offset <= $o and .offset + .length >= $o + $l) | not) | "\($n) \($o):\($l)"' \
+	"$dir/kernel5.list" | xargs)
+[ "$n" -gt 0 ] && [ -z "$missed" ]
+ok $? "log replay covers every one of the $n extents the kernel had${missed:+ (not covered: $missed)}"
 
 tap_done
