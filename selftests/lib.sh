@@ -43,6 +43,14 @@ tap_done() {
 
 dm() { dmsetup --noudevsync "$@"; }
 
+# rand_writes DEV N MAX-KiB SIZE: N random direct writes of 4 KiB to MAX-KiB
+# KiB within the first SIZE bytes of /dev/mapper/DEV, one at a time, no block
+# written twice; one fio, not N dd (a fork+exec costs ~0.1 s in a TCG guest).
+rand_writes() {
+	fio --name=rand --filename="/dev/mapper/$1" --rw=randwrite --bsrange="4k-$3k" --direct=1 \
+		--ioengine=psync --number_ios="$2" --size="$4" --randrepeat=0 --output=/dev/null
+}
+
 # bsync_create NAME ORIGIN SECTORS [FEATURE ARGS...]
 bsync_create() {
 	local name=$1 origin=$2 len=$3

@@ -51,11 +51,6 @@ tool_view() {
 		"\(.name) \(.count) \(if .recording then 1 else 0 end) \(if .inconsistent then 1 else 0 end) 1",
 		"\(.name): \([.extents[] | "\(.offset):\(.length)"] | join(" "))"'
 }
-rand_writes() { # N: N random writes of 4 KiB to 192 KiB, one at a time (one fio, not N dd)
-	fio --name=rand --filename=/dev/mapper/$dev --rw=randwrite --bsrange=4k-192k --direct=1 \
-		--ioengine=psync --number_ios="$1" --size=$((size - 256 * 1024)) --randrepeat=0 \
-		--output=/dev/null
-}
 # flip BLOCK BYTE: xor one byte of the copy device
 flip() {
 	local off=$(($1 * 4096 + $2)) v
@@ -73,9 +68,9 @@ dm message $dev 0 add g64k 65536 persistent &&
 	dm message $dev 0 add off 65536 persistent disabled &&
 	dm message $dev 0 add mem 65536
 ok $? "four persistent bitmaps (64 KiB, 4 KiB, 1 MiB, one disabled) and one in memory"
-rand_writes 40
+rand_writes $dev 40 192 $((size - 256 * 1024))
 dm message $dev 0 disable g1m
-rand_writes 10
+rand_writes $dev 10 192 $((size - 256 * 1024))
 kernel_view | grep -v '^mem' >"$dir/kernel"
 dm remove $dev
 ok $? "device removed"
@@ -189,7 +184,7 @@ fi
 fresh_copy
 create $copy
 dm message $dev 0 clear g64k
-rand_writes 8
+rand_writes $dev 8 192 $((size - 256 * 1024))
 kernel_view | grep -v '^mem' >"$dir/kernel5"
 dd if=$copy of="$dir/live.img" bs=1M iflag=direct status=none	# as if the host died now
 dm remove $dev

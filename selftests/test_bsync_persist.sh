@@ -37,10 +37,6 @@ snapshot() { # every bitmap's list line and extents
 		echo "$b: $(all_extents "$b")"
 	done
 }
-rand_writes() { # N: N random writes of 4 KiB to 160 KiB, one at a time (one fio, not N dd)
-	fio --name=rand --filename=/dev/mapper/$dev --rw=randwrite --bsrange=4k-160k --direct=1 \
-		--ioengine=psync --number_ios="$1" --size=$size --randrepeat=0 --output=/dev/null
-}
 reload_module() {
 	rmmod dm_bsync && insmod "${BSYNC_MODULE:-$top/build/kmod/$(uname -r)/dm-bsync.ko}"
 }
@@ -87,8 +83,7 @@ create && dm message $dev 0 add c4k 4k persistent && dm message $dev 0 add c64k 
 	dm message $dev 0 add cdis persistent disabled
 # One 4 KiB write at a time, each first-touching c4k: one log block each,
 # 150 in all, below the 256 a commit would start again from.
-fio --name=touch --filename=/dev/mapper/$dev --rw=randwrite --bs=4k --direct=1 --ioengine=psync \
-	--number_ios=150 --size=$size --randrepeat=0 --output=/dev/null
+rand_writes $dev 150 4 $size
 live=$(snapshot)
 slice bt-md2 16 16 && slice bt-ocopy 128 128
 dd if=/dev/mapper/bt-md of=/dev/mapper/bt-md2 bs=1M iflag=direct oflag=direct status=none &&
@@ -142,9 +137,9 @@ dm message $dev 0 add g4k 4k persistent
 dm message $dev 0 add g64k persistent
 dm message $dev 0 add g1m 1m persistent disabled
 dm message $dev 0 add volatile 64k
-rand_writes 60
+rand_writes $dev 60 160 $size
 dm message $dev 0 enable g1m
-rand_writes 30
+rand_writes $dev 30 160 $size
 before=$(snapshot | grep -v '^volatile\|name=volatile')
 dm remove $dev && reload_module && create
 ok $? "recreate after remove and rmmod"
@@ -157,9 +152,9 @@ ok $? "metadata_status reports ok"
 # A bitmap frozen for a backup comes back as bitmap | successor: its twin,
 # cleared at the same point and never frozen, says what that is.
 dm message $dev 0 clear g64k && dm message $dev 0 add twin 64k persistent
-rand_writes 10
+rand_writes $dev 10 160 $size
 dm message $dev 0 freeze g64k
-rand_writes 20
+rand_writes $dev 20 160 $size
 [ "$(successor_field $dev g64k count)" -gt 0 ]
 ok $? "writes during the freeze went to the successor"
 dm remove $dev && create
@@ -207,7 +202,7 @@ dm remove $dev
 dm remove bt-zero
 md_linear $mdsect && md_wipe
 create && dm message $dev 0 add g4k 4k persistent && dm message $dev 0 add g64k persistent
-rand_writes 20
+rand_writes $dev 20 160 $size
 dm remove $dev
 
 # --- corruption
