@@ -12,6 +12,8 @@
  *   cmd-bitmap.c  bitmap add|remove|clear|enable|disable|merge|list
  *   cmd-backup.c  backup
  *   cmd-job.c     job list|finalize|cancel|dismiss|pause|resume|wait, events
+ *   cmd-activate.c  activate: bring up the devices of /etc/bsynctab
+ *   bsynctab.c    the /etc/bsynctab parser (bsynctab.h)
  */
 #ifndef BSYNCCTL_H
 #define BSYNCCTL_H
@@ -174,6 +176,8 @@ int terminal_width(int fd);
 const char *conn_socket_path(const struct cli *c);
 /* Connect (once); 0 or an exit status, with the message printed. */
 int conn_open(struct cli *c);
+/* The same, the message into msg instead. */
+int conn_open_msg(struct cli *c, char *msg, size_t len);
 void conn_close(struct cli *c);
 /*
  * Run a QMP command; args is consumed (may be NULL).  *ret gets the return
@@ -211,6 +215,7 @@ int cmd_job_verb(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv
 int cmd_job_wait(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_events(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_image_info(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_activate(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 
 /* cmd-job.c: wait for job id to end; the exit status of its outcome. */
 int job_wait(struct cli *c, const char *id, bool started_here);

@@ -42,6 +42,27 @@ const struct cli_cmd cli_cmds[] = {
 	  "Columns: NAME, SIZE, BITMAPS (how many), PATH.\n"
 	  "  -q, --quiet   names only, one a line\n",
 	  cmd_device_list },
+	{ "activate", NULL, "[--config FILE] [--wait SECONDS]",
+	  "bring up the bsync devices declared in /etc/bsynctab",
+	  "For each line of the file (NAME ORIGIN [metadata=PATH,zeroed], see\n"
+	  "bsynctab(5)), in order: a device NAME that already is bsync over ORIGIN\n"
+	  "(and the same metadata device) is left alone; a device NAME with another\n"
+	  "table is an error; otherwise ORIGIN and the metadata device are waited\n"
+	  "for and the device is added (never forced), its persistent bitmaps back\n"
+	  "as they were. A device that fails does not stop the others; the report\n"
+	  "at the end names each one not brought up and why. Running it again\n"
+	  "changes nothing. bsync-activate.service runs it at boot, before\n"
+	  "libvirtd and the VMs.\n"
+	  "\n"
+	  "Options:\n"
+	  "  -c, --config FILE    the devices to bring up (default /etc/bsynctab)\n"
+	  "  -w, --wait SECONDS   wait up to SECONDS in all (0 to 3600, default 0)\n"
+	  "                       for the paths to appear: udev may still be making\n"
+	  "                       /dev/disk/by-id links at boot\n"
+	  "\n"
+	  "With --json: an array of {name, origin, state: active, activated or\n"
+	  "failed, error}.\n",
+	  cmd_activate },
 	{ "bitmap", "add", "DEVICE NAME [--granularity SIZE] [--disabled]\n"
 	  "         [--persistent]",
 	  "add a dirty bitmap to a device",

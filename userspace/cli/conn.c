@@ -43,7 +43,7 @@ static const char *connect_hint(int err)
 	}
 }
 
-int conn_open(struct cli *c)
+int conn_open_msg(struct cli *c, char *msg, size_t len)
 {
 	const char *path = conn_socket_path(c);
 	char err[512];
@@ -54,15 +54,22 @@ int conn_open(struct cli *c)
 	r = qmp_connect(path, &c->qmp, err, sizeof(err));
 	if (!r)
 		return 0;
-	if (r == -ENAMETOOLONG) {
-		cli_error(c, "cannot connect to bsyncd at %s: %s", path, err);
-	} else if (connect_hint(-r)) {
-		cli_error(c, "cannot connect to bsyncd at %s: %s (%s)", path, strerror(-r),
-			  connect_hint(-r));
-	} else {
-		cli_error(c, "cannot connect to bsyncd at %s: %s", path, err);
-	}
+	if (r != -ENAMETOOLONG && connect_hint(-r))
+		snprintf(msg, len, "cannot connect to bsyncd at %s: %s (%s)", path, strerror(-r),
+			 connect_hint(-r));
+	else
+		snprintf(msg, len, "cannot connect to bsyncd at %s: %s", path, err);
 	return EXIT_NO_DAEMON;
+}
+
+int conn_open(struct cli *c)
+{
+	char msg[1024];
+	int r = conn_open_msg(c, msg, sizeof(msg));
+
+	if (r)
+		cli_error(c, "%s", msg);
+	return r;
 }
 
 void conn_close(struct cli *c)

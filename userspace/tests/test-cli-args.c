@@ -11,6 +11,8 @@
 #include "tap.h"
 
 #include "../cli/args.c"
+#include "../cli/bsynctab.c"
+#include "../cli/cmd-activate.c"
 #include "../cli/cmd-backup.c"
 #include "../cli/cmd-bitmap.c"
 #include "../cli/cmd-device.c"
@@ -232,7 +234,7 @@ static void test_table_of_commands(void)
 		{ "bitmap", "enable" }, { "bitmap", "disable" }, { "bitmap", "merge" },
 		{ "bitmap", "list" }, { "backup", NULL }, { "job", "list" }, { "job", "finalize" },
 		{ "job", "cancel" }, { "job", "dismiss" }, { "job", "pause" }, { "job", "resume" },
-		{ "job", "wait" }, { "events", NULL }, { "image", "info" },
+		{ "job", "wait" }, { "events", NULL }, { "image", "info" }, { "activate", NULL },
 	};
 	size_t i, bad = 0;
 

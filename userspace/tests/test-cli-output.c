@@ -12,6 +12,8 @@
 #include "tap.h"
 
 #include "../cli/args.c"
+#include "../cli/bsynctab.c"
+#include "../cli/cmd-activate.c"
 #include "../cli/cmd-backup.c"
 #include "../cli/cmd-bitmap.c"
 #include "../cli/cmd-device.c"
