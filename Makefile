@@ -6,7 +6,8 @@
 #                     after checking it catches two planted bugs (scripts/debug-canaries)
 #   make bench        benchmarks in one deterministic guest boot (results in out/)
 #   make crash-test   persistent bitmaps across 20 SIGKILLed guests (KILLS=N)
-#   make lint         checkpatch --strict on kernel sources, cppcheck on userspace
+#   make lint         checkpatch --strict on kernel sources, cppcheck on userspace,
+#                     systemd-analyze verify on the units
 #   make deps         install every package (same as scripts/setup)
 #
 # KDIR=/path/to/kernel/build overrides the kernel tree.
@@ -79,6 +80,12 @@ lint: tools
 	perl $(TOOLS)/scripts/checkpatch.pl --strict --no-tree --terse --show-types \
 		-f dm-bsync/*.c dm-bsync/*.h
 	$(MAKE) -C userspace lint
+	@# The systemd units, ExecStart pointed at /bin/true (lint needs no build); any message fails.
+	@d=$$(mktemp -d) && for u in bsyncd bsync-activate; do \
+		sed 's|^\(ExecStart=\)/usr/local/s*bin/[a-z-]*|\1/bin/true|' scripts/$$u.service >$$d/$$u.service; \
+	done && out=$$(systemd-analyze verify $$d/bsyncd.service $$d/bsync-activate.service 2>&1); \
+	st=$$?; rm -rf $$d; [ $$st = 0 ] && [ -z "$$out" ] || \
+		{ echo "$$out"; echo "lint: systemd-analyze verify of scripts/*.service failed" >&2; exit 1; }
 
 deps:
 	scripts/setup
@@ -90,7 +97,8 @@ clean:
 
 # make install [PREFIX=/usr/local] [DESTDIR=] [UNITDIR=...]: the module for
 # every kernel built under build/kmod (to /lib/modules/<kver>/extra), bsyncd,
-# bsyncctl and bsync-metadata, the systemd unit, bash completion and the documentation.
+# bsyncctl and bsync-metadata, the systemd units (bsyncd, bsync-activate), an example
+# /etc/bsynctab if there is none, bash completion and the documentation.
 # Build first (`make`); run as root, or give DESTDIR to stage a package.
 PREFIX  ?= /usr/local
 UNITDIR ?= $(PREFIX)/lib/systemd/system
@@ -113,6 +121,12 @@ install:
 	done
 	sed 's|/usr/local|$(PREFIX)|g' scripts/bsyncd.service > build/bsyncd.service
 	install -D -m 0644 build/bsyncd.service $(DESTDIR)$(UNITDIR)/bsyncd.service
+	sed 's|/usr/local|$(PREFIX)|g' scripts/bsync-activate.service > build/bsync-activate.service
+	install -D -m 0644 build/bsync-activate.service $(DESTDIR)$(UNITDIR)/bsync-activate.service
+	@# The example /etc/bsynctab (comments only), never over one that exists.
+	@if [ -e $(DESTDIR)/etc/bsynctab ]; then echo "keeping $(DESTDIR)/etc/bsynctab"; else \
+		echo "install -D -m 0644 scripts/bsynctab.example $(DESTDIR)/etc/bsynctab"; \
+		install -D -m 0644 scripts/bsynctab.example $(DESTDIR)/etc/bsynctab; fi
 	install -D -m 0644 scripts/bash-completion/bsyncctl \
 		$(DESTDIR)$(PREFIX)/share/bash-completion/completions/bsyncctl
 	install -d $(DESTDIR)$(DOCDIR)

@@ -5,10 +5,14 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "backup.h"
 #include "commands.h"
@@ -25,6 +29,40 @@ static void usage(FILE *f)
 		"  --store-dir DIR   where copy-before-write scratch files are made\n"
 		"                    (default /var/lib/bsyncd; must not be on a protected device)\n"
 		"  --verbose         log every QMP command, its failures and job state changes\n");
+}
+
+/*
+ * Tell systemd (Type=notify) that the QMP socket accepts connections: a
+ * READY=1 datagram to $NOTIFY_SOCKET, a path or an abstract name ('@...').
+ * Without the variable (not started by systemd) nothing is sent.
+ */
+static void notify_ready(void)
+{
+	static const char msg[] = "READY=1";
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t n;
+	int fd;
+
+	if (!path || !*path)
+		return;
+	n = strlen(path);
+	if ((path[0] != '/' && path[0] != '@') || n >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "bsyncd: NOTIFY_SOCKET=%s: not a Unix socket path; "
+			"readiness not sent\n", path);
+		return;
+	}
+	memcpy(sa.sun_path, path, n);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = 0;
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || sendto(fd, msg, sizeof(msg) - 1, MSG_NOSIGNAL, (struct sockaddr *)&sa,
+			     (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0)
+		fprintf(stderr, "bsyncd: cannot notify systemd at %s: %s\n", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	/* Not for the programs bsyncd may run. */
+	unsetenv("NOTIFY_SOCKET");
 }
 
 /* SIGTERM/SIGINT: cancel every job (bitmaps are reclaimed), wait, stop. */
@@ -108,6 +146,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bsyncd: %d backup image%s left incomplete by a daemon that died\n",
 			r, r == 1 ? "" : "s");
 	fprintf(stderr, "bsyncd: listening on %s\n", so.socket_path);
+	notify_ready();
 	r = qmp_server_run(on_signal);
 	qmp_server_shutdown();
 	backup_shutdown();
