@@ -300,6 +300,12 @@ static enum act_state activate_one(struct act *a, const struct bsynctab_entry *e
 	r = qmp_execute(a->c->qmp, "bsync-device-add", args, NULL, CLI_TIMEOUT_MS, err, sizeof(err));
 	json_object_put(args);
 	if (r) {
+		/* activate never forces: say what to do instead */
+		char *force = strstr(err, " (or pass force to add it anyway)");
+
+		if (force)
+			snprintf(force, sizeof(err) - (size_t)(force - err),
+				 " ('bsyncctl activate' adds it)");
 		snprintf(msg, len, "%s", err);
 		if (r != -EREMOTEIO) {
 			/* The connection is gone: the entries after this one fail the same way. */
