@@ -29,8 +29,11 @@ KVERS ?= $(shell . scripts/lib/kernel.sh && bsync_kvers)
 module:
 	scripts/build-module $(KDIR) build/kmod/$(notdir $(patsubst %/build,%,$(KDIR)))
 
+# The PREEMPT_RT kernel is built for too (a break there fails make), though
+# only check-rt boots it: bsync_kvers leaves it out of make check's matrix.
+RT_KVER ?= $(shell . scripts/lib/kernel.sh && bsync_rt_kver)
 modules-all:
-	@for v in $(KVERS); do scripts/build-module /lib/modules/$$v/build build/kmod/$$v || exit 1; done
+	@for v in $(KVERS) $(RT_KVER); do scripts/build-module /lib/modules/$$v/build build/kmod/$$v || exit 1; done
 
 userspace:
 	$(MAKE) -C userspace all
