@@ -9,6 +9,7 @@
 #   make lint         checkpatch --strict on kernel sources, cppcheck on userspace,
 #                     systemd-analyze verify on the units
 #   make deps         install every package (same as scripts/setup)
+#   make check-rt     copy-before-write and concurrency selftests on the PREEMPT_RT kernel
 #
 # KDIR=/path/to/kernel/build overrides the kernel tree.
 
@@ -71,6 +72,12 @@ check-debug: selftests
 	scripts/debug-kernel
 	scripts/debug-canaries
 	scripts/run-tests --guest-only --debug-kernel
+
+# Debian's 6.12 PREEMPT_RT kernel, two vCPUs under single-threaded TCG:
+# the selftests of completion context, preemption and the write gate.
+.PHONY: check-rt
+check-rt: all
+	scripts/check-rt
 
 bench: all
 	scripts/bench
