@@ -33,13 +33,13 @@
 #include "node.h"
 #include "qcow2.h"
 #include "store.h"
+#include "view.h"
 
 #define CHUNK (4u << 20)		/* bytes per read request (at least a cluster) */
 #define ZERO_CHUNK (64u << 20)		/* bytes per zero/skip step */
 #define QDEPTH 8			/* reads in flight, one reader thread each */
 #define QBYTES (32u << 20)		/* at most this much read ahead */
 #define BACKUP_CLUSTER_MIN (64u << 10)	/* QEMU's BACKUP_CLUSTER_SIZE_DEFAULT */
-#define SNAP_PREFIX "bsyncd-snap-"
 
 enum sync_mode { SYNC_FULL, SYNC_TOP, SYNC_BITMAP, SYNC_NONE };
 enum bitmap_mode { BM_ON_SUCCESS, BM_NEVER, BM_ALWAYS };
@@ -55,14 +55,13 @@ struct backup_job {
 	enum bitmap_mode bmode;
 	char *bitmap;		/* frozen bitmap or NULL */
 	char *node;
-	char snap[160];
+	struct view view;	/* the point in time the job copies */
 	uint64_t size, cluster;
 	struct qcow2_image *img;
 	char *target;
 	struct run *runs;
 	size_t nruns;
 	int inject_skip, inject_errno;	/* -1: none */
-	bool session;		/* kernel session active */
 };
 
 struct inject {
@@ -282,124 +281,6 @@ static double elapsed(const struct timespec *t0)
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
-/*
- * Removing a view takes tens of milliseconds (the kernel waits for RCU
- * grace periods as the disk goes away) that the backup does not need: the
- * session has ended and the image is closed without it.  So a thread
- * removes it while the job completes; the next view of the same device,
- * removing the device and the daemon's exit wait for it (views_settle).
- */
-struct view_removal {
-	char name[160];
-	pthread_t thread;
-	struct view_removal *next;
-};
-
-static pthread_mutex_t removals_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct view_removal *removals;
-
-static void view_remove(const char *name)
-{
-	struct timespec t;
-	int i, r = 0;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	for (i = 0; i < 50; i++) {
-		r = dmctl_remove(name);
-		if (r != -EBUSY)
-			break;
-		usleep(100000);	/* a reader (blkid, a test) still has it open */
-	}
-	if (r)
-		fprintf(stderr, "bsyncd: cannot remove the snapshot view %s: %s\n", name, strerror(-r));
-	else
-		fprintf(stderr, "bsyncd: view %s removed in %.3f s\n", name, elapsed(&t));
-}
-
-static void *view_remove_thread(void *arg)
-{
-	view_remove(((struct view_removal *)arg)->name);
-	return NULL;
-}
-
-static void view_remove_async(const char *name)
-{
-	struct view_removal *v = calloc(1, sizeof(*v));
-
-	if (v) {
-		snprintf(v->name, sizeof(v->name), "%s", name);
-		pthread_mutex_lock(&removals_mu);
-		if (!pthread_create(&v->thread, NULL, view_remove_thread, v)) {
-			v->next = removals;
-			removals = v;
-			v = NULL;
-		}
-		pthread_mutex_unlock(&removals_mu);
-		if (!v)
-			return;
-		free(v);
-	}
-	view_remove(name);	/* no thread: here and now */
-}
-
-/* Wait for the removal of device's views (all views if device is NULL). */
-static void views_settle(const char *device)
-{
-	struct view_removal **pp, *v, *done = NULL;
-	char name[160];
-
-	if (device)
-		snprintf(name, sizeof(name), SNAP_PREFIX "%s", device);
-	pthread_mutex_lock(&removals_mu);
-	for (pp = &removals; (v = *pp);) {
-		if (!device || !strcmp(v->name, name)) {
-			*pp = v->next;
-			v->next = done;
-			done = v;
-		} else {
-			pp = &v->next;
-		}
-	}
-	pthread_mutex_unlock(&removals_mu);
-	while ((v = done)) {
-		done = v->next;
-		pthread_join(v->thread, NULL);
-		free(v);
-	}
-}
-
-void backup_views_settle(const char *device)
-{
-	views_settle(device);
-}
-
-/*
- * End the session (no lock needed).  The kernel ends a session with a view
- * still open: its reads fail from then on.
- */
-static void end_session(struct backup_job *b)
-{
-	char err[256];
-
-	if (b->session) {
-		if (node_message(b->node, "session_end", NULL, err, sizeof(err)))
-			fprintf(stderr, "bsyncd: %s\n", err);
-		b->session = false;
-	}
-}
-
-/*
- * Let the view go, once the job has applied its bitmap rule: the removal
- * holds libdevmapper (one call at a time) while the kernel waits.
- */
-static void release_view(struct backup_job *b)
-{
-	if (b->snap[0]) {
-		view_remove_async(b->snap);
-		b->snap[0] = 0;
-	}
 }
 
 /*
@@ -1150,7 +1031,7 @@ static int check_session(struct backup_job *b, bool *is_read)
 
 static void *end_session_thread(void *arg)
 {
-	end_session(arg);
+	view_end_session(arg);
 	return NULL;
 }
 
@@ -1176,6 +1057,11 @@ static void mark_partial(struct backup_job *b, int r)
 		fprintf(stderr, "bsyncd: job %s: out of memory for the partial-image record\n", b->job.id);
 }
 
+void backup_views_settle(const char *device)
+{
+	view_settle(device);
+}
+
 static int backup_run(struct job *job)
 {
 	struct backup_job *b = (struct backup_job *)job;
@@ -1186,7 +1072,7 @@ static int backup_run(struct job *job)
 
 	clock_gettime(CLOCK_MONOTONIC, &c.rl_start);
 	c.t0 = c.rl_start;
-	snprintf(path, sizeof(path), "/dev/mapper/%s", b->snap);
+	view_path(&b->view, path, sizeof(path));
 	c.fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
 	if (c.fd < 0) {
 		r = -errno;
@@ -1246,9 +1132,9 @@ out:
 		int rc;
 
 		clock_gettime(CLOCK_MONOTONIC, &t1);
-		ending = pthread_create(&ender, NULL, end_session_thread, b) == 0;
+		ending = pthread_create(&ender, NULL, end_session_thread, &b->view) == 0;
 		if (!ending)
-			end_session(b);
+			view_end_session(&b->view);
 		/* A failed or cancelled job's image is well-formed, marked partial. */
 		if (r)
 			mark_partial(b, r);
@@ -1301,7 +1187,7 @@ static void backup_clean(struct job *job)
 {
 	struct backup_job *b = (struct backup_job *)job;
 
-	release_view(b);
+	view_release(&b->view);
 	free(b->runs);
 	b->runs = NULL;
 	b->nruns = 0;
@@ -1311,7 +1197,7 @@ static void backup_free(struct job *job)
 {
 	struct backup_job *b = (struct backup_job *)job;
 
-	release_view(b);	/* a job that never got to clean */
+	view_release(&b->view);	/* a job that never got to clean */
 	free(b->bitmap);
 	free(b->node);
 	free(b->target);
@@ -1421,7 +1307,7 @@ int backup_start(const struct backup_args *a, struct qerr *e)
 	struct node_info info;
 	enum sync_mode sync = SYNC_FULL;
 	enum bitmap_mode bmode = BM_ON_SUCCESS;
-	struct store st = { .fd = -1 };
+	struct view_opts vo;
 	dev_t protect[2];
 	char err[512] = "", msg[BITMAP_NAME_MAX + 256];
 	struct timespec t0;
@@ -1489,32 +1375,21 @@ int backup_start(const struct backup_args *a, struct qerr *e)
 	/* The point in time: store, session (freezes the bitmap), view. */
 	protect[0] = info.dev;
 	protect[1] = info.origin;
-	if (store_provision(store_dir, a->x_store, b->size, protect, 2, &st, err, sizeof(err))) {
+	vo = (struct view_opts){
+		.store_dir = store_dir, .x_store = a->x_store,
+		.protect = protect, .nprotect = 2,
+		.size = b->size, .cluster = b->cluster,
+		.mode = session_modes[sync], .bitmap = b->bitmap,
+	};
+	r = view_begin(&b->view, a->device, &vo, err, sizeof(err));
+	t_store = t_target + b->view.took_store;
+	t_session = t_store + b->view.took_session;
+	if (r) {
 		qerr_set(e, "%s", err);
 		goto bad;
 	}
-	snprintf(msg, sizeof(msg), "session_start %s %" PRIu64 " %s %s", st.dev, b->cluster,
-		 session_modes[sync], b->bitmap ? b->bitmap : "-");
-	t_store = elapsed(&t0);
-	r = node_message(a->device, msg, NULL, err, sizeof(err));
-	store_release(&st);
-	t_session = elapsed(&t0);
-	if (r) {
-		if (r == -EBUSY)
-			qerr_set(e, "Node '%s' is busy: a copy-before-write session is already active "
-				 "(another program, or a view left open)", a->device);
-		else
-			qerr_set(e, "%s", err);
-		goto bad;
-	}
-	b->session = true;
-	snprintf(b->snap, sizeof(b->snap), SNAP_PREFIX "%s", a->device);
-	views_settle(a->device);	/* the last job's view, if still going */
-	snprintf(msg, sizeof(msg), "/dev/mapper/%s", a->device);
-	r = dmctl_create_ro(b->snap, b->size / 512, "bsync-snap", msg);
-	if (r) {
-		qerr_set(e, "cannot create the snapshot view %s: %s", b->snap, strerror(-r));
-		b->snap[0] = 0;
+	if (view_create(&b->view, err, sizeof(err))) {
+		qerr_set(e, "%s", err);
 		goto bad_session;
 	}
 	t_view = elapsed(&t0);
@@ -1535,7 +1410,7 @@ int backup_start(const struct backup_args *a, struct qerr *e)
 	fprintf(stderr, "bsyncd: job %s: %s backup of %s started in %.3f s (target %.3f, store %.3f, "
 		"session %.3f, view %.3f): %zu runs, %" PRIu64 " bytes, cluster %" PRIu64 ", store %s\n",
 		id, a->sync, a->device, elapsed(&t0), t_target, t_store, t_session, t_view,
-		b->nruns, b->job.len, b->cluster, st.dev);
+		b->nruns, b->job.len, b->cluster, b->view.store);
 	inflight_add(id, a->target);
 	if (job_start(&b->job, e)) {
 		inflight_remove(id);
@@ -1544,8 +1419,8 @@ int backup_start(const struct backup_args *a, struct qerr *e)
 	return 0;
 
 bad_session:
-	end_session(b);
-	release_view(b);
+	view_end_session(&b->view);
+	view_release(&b->view);
 	if (b->bitmap) {
 		snprintf(msg, sizeof(msg), "unfreeze %s reclaim", b->bitmap);
 		node_message(a->device, msg, NULL, NULL, 0);
@@ -1558,23 +1433,17 @@ bad:
 
 int backup_recover(void)
 {
-	char **names = NULL, **snaps = NULL, err[256];
+	char **names = NULL, err[256];
 	int i, n = 0;
 
-	if (!dmctl_list_by_type("bsync-snap", &snaps)) {
-		for (i = 0; snaps[i]; i++)
-			if (!strncmp(snaps[i], SNAP_PREFIX, strlen(SNAP_PREFIX)))
-				dmctl_remove(snaps[i]);
-		dmctl_names_free(snaps);
-	}
+	view_remove_leftovers();
 	if (node_list(&names))
 		return 0;
 	for (i = 0; names[i]; i++) {
 		struct node_bitmap *v;
 		size_t nb, j;
 
-		/* fails harmlessly when no session is active */
-		dmctl_message(names[i], "session_end", NULL);
+		view_end_stale_session(names[i]);
 		if (node_bitmaps(names[i], &v, &nb))
 			continue;
 		for (j = 0; j < nb; j++) {
@@ -1601,7 +1470,7 @@ void backup_shutdown(void)
 {
 	struct inject *p;
 
-	views_settle(NULL);
+	view_settle(NULL);
 	readers_drop_idle();
 	while ((p = injects)) {
 		injects = p->next;

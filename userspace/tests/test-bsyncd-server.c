@@ -22,6 +22,7 @@
 #include "../daemon/openers.c"
 #include "../daemon/qmp-server.c"
 #include "../daemon/store.c"
+#include "../daemon/view.c"
 #include "qmp-client.h"
 #include "tap.h"
 
