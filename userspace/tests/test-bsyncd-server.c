@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "../daemon/backup.c"
+#include "../daemon/copier.c"
+#include "../daemon/copyset.c"
 #include "../daemon/inflight.c"
 #include "../daemon/commands.c"
 #include "../daemon/job.c"
@@ -21,6 +23,7 @@
 #include "../daemon/node.c"
 #include "../daemon/openers.c"
 #include "../daemon/qmp-server.c"
+#include "../daemon/readers.c"
 #include "../daemon/store.c"
 #include "../daemon/view.c"
 #include "qmp-client.h"
