@@ -1,16 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The backup job.  See backup.h and Documentation/bsyncd.rst.
+ * The backup job: its arguments, start, run, finalize and recovery.  See
+ * backup.h and Documentation/bsyncd.rst.
  *
  * At drive-backup (daemon lock held) the arguments are checked in QEMU's
- * order, the target image is made, a scratch store provisioned and the
- * kernel session started: that instant is the backup's point in time, and
- * the bitmap (if any) is frozen at it.  A read-only snapshot view is made
- * and the copy set computed.  The job thread then reads the view with
- * O_DIRECT in large requests, writes data and zero clusters into the image
- * and tells the kernel what it copied (session_done).  At the end the
- * session is ended and, at finalize, the bitmap sync rule applied with
- * unfreeze abdicate|reclaim|always.
+ * order, the target image is made and the point in time taken (view.c:
+ * store, session, view; the bitmap, if any, is frozen at that instant),
+ * and the copy set computed (copyset.c): backup_prepare().  backup_launch()
+ * makes it a job and starts its thread, which copies (copier.c), ends the
+ * session and closes the image.  At finalize the bitmap sync rule is
+ * applied with unfreeze abdicate|reclaim|always, and the view let go.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +23,6 @@
 #include "backup.h"
 #include "copier.h"
 #include "copyset.h"
-#include "dmctl.h"
 #include "inflight.h"
 #include "job.h"
 #include "meter.h"
@@ -45,6 +43,10 @@ struct backup_job {
 	char *target;
 	struct copyset set;	/* what the job copies */
 	int inject_skip, inject_errno;	/* -1: none */
+	bool created;		/* the target was made for the job (not mode=existing) */
+	/* seconds from the start to the end of each step, for the "started" log line */
+	struct meter t0;
+	double t_target, t_store, t_session, t_view;
 };
 
 struct inject {
@@ -438,24 +440,31 @@ int backup_inject_error(const char *device, int64_t skip, int64_t err, struct qe
 	return 0;
 }
 
-int backup_start(const struct backup_args *a, struct qerr *e)
+/*
+ * Undo backup_prepare(): end the session, let the view go, give the frozen
+ * bitmap its bits back, drop the target if it was made for the job.
+ */
+void backup_discard(struct backup_job *b)
 {
-	const char *id = a->job_id ? a->job_id : a->device;
-	struct backup_job *b;
-	struct node_bitmap bm;
-	struct node_info info;
-	enum sync_mode sync = SYNC_FULL;
-	enum bitmap_mode bmode = BM_ON_SUCCESS;
-	struct view_opts vo;
-	dev_t protect[2];
-	char err[512] = "", msg[BITMAP_NAME_MAX + 256];
-	struct meter t0;
-	double t_target = 0, t_store = 0, t_session = 0, t_view = 0;
-	bool created;
-	int r;
+	bool frozen = b->view.session;	/* session_start froze the bitmap */
+	char msg[BITMAP_NAME_MAX + 32];
 
-	meter_start(&t0);
-	r = node_exists(a->device);
+	view_end_session(&b->view);
+	view_release(&b->view);
+	if (frozen && b->bitmap) {
+		snprintf(msg, sizeof(msg), "unfreeze %s reclaim", b->bitmap);
+		node_message(b->node, msg, NULL, NULL, 0);
+	}
+	discard_target(b, b->created);
+	backup_free(&b->job);
+}
+
+/* Checks in QEMU's order (blockdev.c do_backup_common()); 0 or -1 with e set. */
+static int check_backup_args(const struct backup_args *a, const char *id, enum sync_mode *sync,
+		      enum bitmap_mode *bmode, struct qerr *e)
+{
+	int r = node_exists(a->device);
+
 	if (r < 0)
 		return qerr_set(e, "cannot look up '%s': %s", a->device, strerror(-r));
 	if (!r)
@@ -465,7 +474,7 @@ int backup_start(const struct backup_args *a, struct qerr *e)
 				a->format);
 	if (a->mode && strcmp(a->mode, "existing") && strcmp(a->mode, "absolute-paths"))
 		return qerr_set(e, "Parameter 'mode' does not accept value '%s'", a->mode);
-	if (check_sync_args(a, a->device, &sync, &bmode, e))
+	if (check_sync_args(a, a->device, sync, bmode, e))
 		return -1;
 	if (a->speed < 0)
 		return qerr_set(e, "Parameter 'speed' expects a non-negative value");
@@ -476,12 +485,59 @@ int backup_start(const struct backup_args *a, struct qerr *e)
 		return qerr_set(e, "Invalid job ID '%s'", id);
 	if (job_find(id))
 		return qerr_set(e, "Job ID '%s' already in use", id);
-	if (node_get_info(a->device, &info, err, sizeof(err)))
+	return 0;
+}
+
+/* The point in time: store, session (freezes the bitmap), view; then what to copy. */
+static int take_point_in_time(struct backup_job *b, const struct backup_args *a,
+			      const struct node_info *info, struct qerr *e)
+{
+	dev_t protect[2] = { info->dev, info->origin };
+	struct view_opts vo = {
+		.store_dir = store_dir, .x_store = a->x_store,
+		.protect = protect, .nprotect = 2,
+		.size = b->set.size, .cluster = b->set.cluster,
+		.mode = session_modes[b->sync], .bitmap = b->bitmap,
+	};
+	char err[512] = "";
+	int r;
+
+	r = view_begin(&b->view, b->node, &vo, err, sizeof(err));
+	b->t_store = b->t_target + b->view.took_store;
+	b->t_session = b->t_store + b->view.took_session;
+	if (r || view_create(&b->view, err, sizeof(err)))
 		return qerr_set(e, "%s", err);
+	b->t_view = meter_read(&b->t0);
+	if (copyset_compute(&b->set, b->node, b->sync, b->bitmap, err, sizeof(err)))
+		return qerr_set(e, "%s", err);
+	return 0;
+}
+
+struct backup_job *backup_prepare(const struct backup_args *a, struct qerr *e)
+{
+	const char *id = a->job_id ? a->job_id : a->device;
+	struct backup_job *b;
+	struct node_bitmap bm;
+	struct node_info info;
+	enum sync_mode sync = SYNC_FULL;
+	enum bitmap_mode bmode = BM_ON_SUCCESS;
+	char err[512] = "";
+	struct meter t0;
+
+	meter_start(&t0);
+	if (check_backup_args(a, id, &sync, &bmode, e))
+		return NULL;
+	if (node_get_info(a->device, &info, err, sizeof(err))) {
+		qerr_set(e, "%s", err);
+		return NULL;
+	}
 
 	b = calloc(1, sizeof(*b));
-	if (!b)
-		return qerr_set(e, "out of memory");
+	if (!b) {
+		qerr_set(e, "out of memory");
+		return NULL;
+	}
+	b->t0 = t0;
 	b->sync = sync;
 	b->bmode = bmode;
 	b->node = strdup(a->device);
@@ -495,79 +551,59 @@ int backup_start(const struct backup_args *a, struct qerr *e)
 			b->set.cluster = bm.granularity;
 	}
 	if (!b->node || !b->target || (a->bitmap && !b->bitmap)) {
-		backup_free(&b->job);
-		return qerr_set(e, "out of memory");
+		qerr_set(e, "out of memory");
+		goto bad;
 	}
-	created = !(a->mode && !strcmp(a->mode, "existing"));
-	if (open_target(b, a, e)) {
-		backup_free(&b->job);
-		return -1;
-	}
-	t_target = meter_read(&t0);
+	b->created = !(a->mode && !strcmp(a->mode, "existing"));
+	if (open_target(b, a, e))
+		goto bad;
+	b->t_target = meter_read(&b->t0);
 	if (qcow2_cluster_size(b->img) > b->set.cluster)
 		b->set.cluster = qcow2_cluster_size(b->img);
 	if (b->set.cluster > (64u << 20)) {
 		qerr_set(e, "backup cluster size %" PRIu64 " is above 64 MiB", b->set.cluster);
 		goto bad;
 	}
-
-	/* The point in time: store, session (freezes the bitmap), view. */
-	protect[0] = info.dev;
-	protect[1] = info.origin;
-	vo = (struct view_opts){
-		.store_dir = store_dir, .x_store = a->x_store,
-		.protect = protect, .nprotect = 2,
-		.size = b->set.size, .cluster = b->set.cluster,
-		.mode = session_modes[sync], .bitmap = b->bitmap,
-	};
-	r = view_begin(&b->view, a->device, &vo, err, sizeof(err));
-	t_store = t_target + b->view.took_store;
-	t_session = t_store + b->view.took_session;
-	if (r) {
-		qerr_set(e, "%s", err);
+	if (take_point_in_time(b, a, &info, e))
 		goto bad;
-	}
-	if (view_create(&b->view, err, sizeof(err))) {
-		qerr_set(e, "%s", err);
-		goto bad_session;
-	}
-	t_view = meter_read(&t0);
-	if (copyset_compute(&b->set, b->node, b->sync, b->bitmap, err, sizeof(err))) {
-		qerr_set(e, "%s", err);
-		goto bad_session;
-	}
 	if (take_inject(a->device, &b->inject_skip, &b->inject_errno) == 0)
 		b->inject_skip = -1;
+	return b;
 
-	r = job_init(&b->job, &backup_driver, id, a->device, a->auto_finalize, a->auto_dismiss, e);
-	if (r)
-		goto bad_session;
+bad:
+	backup_discard(b);
+	return NULL;
+}
+
+int backup_launch(struct backup_job *b, const struct backup_args *a, struct qerr *e)
+{
+	const char *id = a->job_id ? a->job_id : a->device;
+
+	if (job_init(&b->job, &backup_driver, id, a->device, a->auto_finalize, a->auto_dismiss, e)) {
+		backup_discard(b);
+		return -1;
+	}
 	b->job.speed = (uint64_t)a->speed;
 	b->job.len = copyset_bytes(&b->set);
-	if (sync == SYNC_NONE)
+	if (b->sync == SYNC_NONE)
 		b->job.len = 0;
 	fprintf(stderr, "bsyncd: job %s: %s backup of %s started in %.3f s (target %.3f, store %.3f, "
 		"session %.3f, view %.3f): %zu runs, %" PRIu64 " bytes, cluster %" PRIu64 ", store %s\n",
-		id, a->sync, a->device, meter_read(&t0), t_target, t_store, t_session, t_view,
-		b->set.n, b->job.len, b->set.cluster, b->view.store);
+		id, a->sync, a->device, meter_read(&b->t0), b->t_target, b->t_store, b->t_session,
+		b->t_view, b->set.n, b->job.len, b->set.cluster, b->view.store);
 	inflight_add(id, a->target);
 	if (job_start(&b->job, e)) {
 		inflight_remove(id);
 		return -1;
 	}
 	return 0;
+}
 
-bad_session:
-	view_end_session(&b->view);
-	view_release(&b->view);
-	if (b->bitmap) {
-		snprintf(msg, sizeof(msg), "unfreeze %s reclaim", b->bitmap);
-		node_message(a->device, msg, NULL, NULL, 0);
-	}
-bad:
-	discard_target(b, created);
-	backup_free(&b->job);
-	return -1;
+int backup_start(const struct backup_args *a, struct qerr *e)
+{
+	struct backup_job *b = backup_prepare(a, e);
+
+	return b ? backup_launch(b, a, e) : -1;
 }
 
 int backup_recover(void)

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The backup job: argument checks in QEMU's order, the copy-before-write
- * session, the copy loop into a qcow2 image, and the bitmap sync rules.
+ * The backup job (QEMU's block/backup.c): argument checks in QEMU's order,
+ * the job's lifecycle from its start to its finalize, the bitmap sync rule
+ * and recovery after a crash.  The point in time is view.h's, what to copy
+ * copyset.h's, the copying copier.h's.
  */
 #ifndef BSYNCD_BACKUP_H
 #define BSYNCD_BACKUP_H
@@ -30,7 +32,21 @@ struct backup_args {
 /* Where default stores are made (--store-dir). */
 void backup_set_store_dir(const char *dir);
 
-/* drive-backup; lock held. */
+struct backup_job;
+
+/*
+ * drive-backup in two steps, so that several backups can take their point
+ * in time first and then all start (a group): backup_prepare() checks the
+ * arguments, makes the target and takes the point in time (the job is not
+ * yet known to QMP); backup_launch() makes it a job and starts its thread,
+ * or backup_discard() undoes the prepare.  Lock held; a is the same for
+ * both steps.  NULL or -1 with e set (a failed launch has discarded b).
+ */
+struct backup_job *backup_prepare(const struct backup_args *a, struct qerr *e);
+int backup_launch(struct backup_job *b, const struct backup_args *a, struct qerr *e);
+void backup_discard(struct backup_job *b);
+
+/* drive-backup: prepare and launch. */
 int backup_start(const struct backup_args *a, struct qerr *e);
 
 /* x-debug-inject-error: the next job on device fails its (skip+1)-th read with err. */
