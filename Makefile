@@ -2,6 +2,9 @@
 #
 #   make              module (against the newest installed Debian kernel) and userspace
 #   make check        lint, host unit tests (ASan/UBSan) and guest selftests
+#   make check-vmhost the VM host end to end: an inner VM on a bsync device over
+#                     virtio-scsi and vhost-scsi, backed up across a QEMU crash and
+#                     a host reboot, on every kernel (.ci/run runs it after make check)
 #   make check-debug  guest selftests on a KASAN/lockdep kernel built from linux-source-6.1,
 #                     after checking it catches two planted bugs (scripts/debug-canaries)
 #   make bench        benchmarks in one deterministic guest boot (results in out/)
@@ -19,7 +22,7 @@ KDIR  ?= /lib/modules/$(KVER)/build
 KSRC_TAR ?= $(firstword $(wildcard /usr/src/linux-source-6.1.tar.xz))
 TOOLS := build/ksrc
 
-.PHONY: all module modules-all userspace selftests check check-unit check-guest check-debug \
+.PHONY: all module modules-all userspace selftests check check-unit check-guest check-debug check-vmhost \
 	bench crash-test lint deps clean tools
 
 all: modules-all userspace selftests
@@ -59,6 +62,10 @@ check:
 	$(MAKE) -j$(JOBS) all lint
 	$(MAKE) -j$(JOBS) -C userspace tests
 	scripts/run-tests
+
+# Nested VMs under TCG: about 15 minutes, too long for make check's budget.
+check-vmhost: all
+	scripts/check-vmhost
 
 check-unit: userspace
 	scripts/run-tests --unit-only
