@@ -221,12 +221,12 @@ out:
 	return r;
 }
 
-static void log_copy(const struct backup_job *b, int r, double secs, const struct copy_stats *cs)
+static void log_copy(const struct backup_job *b, int r, double secs, const struct copy_stats *stats)
 {
 	fprintf(stderr, "bsyncd: job %s: %s after %.3f s, %" PRIu64 " of %" PRIu64
 		" bytes, %d reads (%.3f s waiting for reads, %.3f s writing the image, of which %.3f s in %d session_done; %.3f s starting and stopping readers)\n",
-		b->job.id, r ? strerror(-r) : "copied", secs, b->job.offset, b->job.len, cs->reads,
-		cs->t_wait, cs->t_put, cs->t_done, cs->ndone, cs->t_readers);
+		b->job.id, r ? strerror(-r) : "copied", secs, b->job.offset, b->job.len, stats->reads,
+		stats->t_wait, stats->t_put, stats->t_done, stats->ndone, stats->t_readers);
 }
 
 /* The copy's result as the job sees it: cancelled, or an error event. */
@@ -615,27 +615,27 @@ int backup_recover(void)
 	if (node_list(&names))
 		return 0;
 	for (i = 0; names[i]; i++) {
-		struct node_bitmap *v;
+		struct node_bitmap *bms;
 		size_t nb, j;
 
 		view_end_stale_session(names[i]);
-		if (node_bitmaps(names[i], &v, &nb))
+		if (node_bitmaps(names[i], &bms, &nb))
 			continue;
 		for (j = 0; j < nb; j++) {
 			char msg[BITMAP_NAME_MAX + 32];
 
-			if (v[j].anonymous || !v[j].busy)
+			if (bms[j].anonymous || !bms[j].busy)
 				continue;
-			snprintf(msg, sizeof(msg), "unfreeze %s reclaim", v[j].name);
+			snprintf(msg, sizeof(msg), "unfreeze %s reclaim", bms[j].name);
 			if (node_message(names[i], msg, NULL, err, sizeof(err)))
 				fprintf(stderr, "bsyncd: recovery: %s\n", err);
 			else {
 				fprintf(stderr, "bsyncd: recovery: %s: bitmap %s was frozen by a daemon that died; "
-					"reclaimed (bitmap | successor)\n", names[i], v[j].name);
+					"reclaimed (bitmap | successor)\n", names[i], bms[j].name);
 				n++;
 			}
 		}
-		free(v);
+		free(bms);
 	}
 	node_names_free(names);
 	return n;
