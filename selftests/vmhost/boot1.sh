@@ -7,36 +7,17 @@
 # qemu-img and checked: the file system is clean and holds exactly the files
 # the VM had synced before the backup's instant. The disk is set up and
 # attached as Documentation/vm-host-guide.rst says (its marked blocks run).
-#
-# Disks: $BSYNC_DISK0 the VM's disk (the origin), $BSYNC_DISK1 the bitmaps'
-# metadata device, $BSYNC_DISK2 the backup store (ext4, at /srv/backup).
+# Disks: see vmh_host in vmhost-lib.sh.
 top=$(cd "$(dirname "$0")/../.." && pwd)
 . "$top/selftests/lib.sh"
 . "$top/selftests/vmhost/vmhost-lib.sh"
 
-origin=${BSYNC_DISK0:?} meta=${BSYNC_DISK1:?} store=${BSYNC_DISK2:?}
-bk=/srv/backup
-vmh_names[/dev/disk/by-id/wwn-0x5000c500a1b2c3d4]=$(bsync_stable_name "$origin")
-vmh_names[/dev/vg0/vm1-bsync]=$(bsync_stable_name "$meta")
-
-cleanup() {
-	[ -n "$inner_pid" ] && inner_kill
-	lio_vhost_del 2>/dev/null
-	[ -n "${holder:-}" ] && kill -9 "$holder" 2>/dev/null
-	umount "$bk" 2>/dev/null
-	[ -n "${bsyncd_pid:-}" ] && kill "$bsyncd_pid" 2>/dev/null && wait "$bsyncd_pid"
-}
-trap cleanup EXIT
+vmh_host
 
 mkfs.ext4 -q -F "$store" && mkdir -p "$bk" && mount "$store" "$bk"
 ok $? "the backup store is an ext4 file system at $bk"
-# The copy-before-write store on tmpfs: this guest's /var is an overlay on 9p,
-# which bsyncd refuses (it cannot tell that it is not on the protected disk).
-mkdir -p /run/bsyncd /var/lib/bsyncd && mount -t tmpfs tmpfs /var/lib/bsyncd
-bsyncd --socket /run/bsyncd/bsyncd.sock --store-dir /var/lib/bsyncd 2>>"$VMH_DIR/bsyncd.log" &
-bsyncd_pid=$!
-for ((i = 0; i < 100; i++)); do bsyncctl device list >/dev/null 2>&1 && break; sleep 0.1; done
-ok 0 "bsyncd is up"
+vmh_bsyncd
+ok $? "bsyncd is up"
 
 # --- Never under a running VM: a QEMU that has the origin open (paused
 # before it boots, as a VM started on the raw disk would hold it).
@@ -74,12 +55,8 @@ expect_eq "1 $(guide_block scsi-block)" "$st $(echo "$out" | head -n 1)" \
 # --- 1. QEMU virtio-scsi (scsi-hd), cache=none, aio=native, discard=unmap.
 inner_start scsi-hd a
 ok $? "inner VM a boots on /dev/mapper/vm1 over virtio-scsi"
-d0=$(dm_discards vm1)
-inner mkfs
-ok $? "the VM makes ext4 (mke2fs discards the whole disk): $REPLY"
-d1=$(dm_discards vm1)
-[ "$d1" -gt "$d0" ]
-ok $? "the VM's discards reach the bsync device ($d0 -> $d1 discard requests)"
+inner_discards "the VM makes ext4 (mke2fs discards the whole disk)" \
+	"the VM's discards reach the bsync device" mkfs
 for f in f1 f2 f3 f4; do inner_write $f 2 || break; done
 ok $? "the VM writes and fsyncs f1..f4 (2 MiB each)"
 inner_rm f2 && inner fstrim

@@ -11,18 +11,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 . "$top/selftests/lib.sh"
 . "$top/selftests/vmhost/vmhost-lib.sh"
 
-origin=${BSYNC_DISK0:?} meta=${BSYNC_DISK1:?} store=${BSYNC_DISK2:?}
-bk=/srv/backup
-vmh_names[/dev/disk/by-id/wwn-0x5000c500a1b2c3d4]=$(bsync_stable_name "$origin")
-vmh_names[/dev/vg0/vm1-bsync]=$(bsync_stable_name "$meta")
-
-cleanup() {
-	[ -n "$inner_pid" ] && inner_kill
-	lio_vhost_del 2>/dev/null
-	umount "$bk" 2>/dev/null
-	[ -n "${bsyncd_pid:-}" ] && kill "$bsyncd_pid" 2>/dev/null && wait "$bsyncd_pid"
-}
-trap cleanup EXIT
+vmh_host
 
 mkdir -p "$bk" && mount "$store" "$bk" && [ -f "$bk/vm1-inc2.qcow2" ]
 ok $? "the first boot's chain is on the backup store"
@@ -37,12 +26,8 @@ st=$?
 ok $? "a VM on /dev/mapper/vm1 does not start before activation: $(head -c 200 "$VMH_DIR/early.qemu.log")"
 inner_kill 2>/dev/null
 
-# The copy-before-write store on tmpfs: this guest's /var is an overlay on 9p,
-# which bsyncd refuses (it cannot tell that it is not on the protected disk).
-mkdir -p /run/bsyncd /var/lib/bsyncd && mount -t tmpfs tmpfs /var/lib/bsyncd
-bsyncd --socket /run/bsyncd/bsyncd.sock --store-dir /var/lib/bsyncd 2>>"$VMH_DIR/bsyncd.log" &
-bsyncd_pid=$!
-for ((i = 0; i < 100; i++)); do bsyncctl device list >/dev/null 2>&1 && break; sleep 0.1; done
+vmh_bsyncd
+ok $? "bsyncd is up"
 
 # What bsync-activate.service runs at boot, on the guide's /etc/bsynctab.
 guide_block bsynctab >/etc/bsynctab
@@ -69,12 +54,7 @@ inner ls
 echo "# the VM's files: $REPLY"
 inner_write f10 2 && inner_rm f5
 ok $? "the VM writes f10, deletes f5"
-d0=$(dm_discards vm1)
-inner fstrim
-ok $? "the VM trims over vhost-scsi: $REPLY"
-d1=$(dm_discards vm1)
-[ "$d1" -gt "$d0" ]
-ok $? "UNMAP through LIO reaches the bsync device ($d0 -> $d1 discard requests)"
+inner_discards "the VM trims over vhost-scsi" "UNMAP through LIO reaches the bsync device" fstrim
 snapshot_expect >"$VMH_DIR/inc3.want"
 bsyncctl backup vm1 "$bk/vm1-inc3.qcow2" --sync incremental --bitmap nightly --backing vm1-inc2.qcow2 --speed 1M
 ok $? "incremental 3, after the host reboot, started on the first boot's chain"
