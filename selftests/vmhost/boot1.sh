@@ -63,16 +63,13 @@ inner_rm f2 && inner fstrim
 ok $? "the VM deletes f2 and trims its free space: $REPLY"
 snapshot_expect >"$VMH_DIR/full.want"
 
-bsyncctl backup vm1 "$bk/vm1-full.qcow2" --sync full --bitmap nightly --bitmap-mode on-success --speed 1M
-ok $? "full backup started (1 MiB/s, so the VM writes during it)"
+backup_start "the full backup" "$bk/vm1-full.qcow2" --sync full --bitmap nightly \
+	--bitmap-mode on-success
 # In place: copy-before-write must keep the instant's f1 and f3.
 old_f1=${synced[f1]}
 inner_write f1 2 && inner_write f3 2 && inner_write f5 2
-ok $? "the VM overwrites f1 and f3 in place and writes f5 while the backup runs"
-st=$(bsyncctl --json job list 2>/dev/null | jq -r '.[0].status')
-expect_eq running "$st" "the backup was still running after those writes"
-bsyncctl job wait vm1 >/dev/null
-ok $? "the full backup succeeds"
+ok $? "the VM overwrites f1 and f3 in place and writes f5 during the backup"
+backup_finish "the full backup"
 verify_point "$bk/vm1-full.qcow2" "$VMH_DIR/full.want" "full"
 [ "$old_f1" != "${synced[f1]}" ]
 ok $? "f1 changed in the VM after the instant (the image must hold the old one)"
@@ -81,12 +78,11 @@ ok $? "f1 changed in the VM after the instant (the image must hold the old one)"
 inner_write f6 2 && inner_rm f3 && inner fstrim
 ok $? "the VM writes f6, deletes f3, trims"
 snapshot_expect >"$VMH_DIR/inc1.want"
-bsyncctl backup vm1 "$bk/vm1-inc1.qcow2" --sync incremental --bitmap nightly --backing vm1-full.qcow2 --speed 1M
-ok $? "incremental 1 started"
+backup_start "incremental 1" "$bk/vm1-inc1.qcow2" --sync incremental --bitmap nightly \
+	--backing vm1-full.qcow2
 inner_write f4 2
-ok $? "the VM overwrites f4 while it runs"
-bsyncctl job wait vm1 >/dev/null
-ok $? "incremental 1 succeeds"
+ok $? "the VM overwrites f4 during it"
+backup_finish "incremental 1"
 verify_point "$bk/vm1-inc1.qcow2" "$VMH_DIR/inc1.want" "inc1"
 cp "$VMH_DIR/inc1.want" "$bk/inc1.want"
 

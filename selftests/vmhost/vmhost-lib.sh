@@ -251,6 +251,32 @@ dm_discards() {
 	awk '{ print $12 }' "/sys/dev/block/$((16#$1)):$((16#$2))/stat"
 }
 
+# backup_start LABEL IMAGE ARGS...: start a backup of vm1 and hold it
+# paused, so that what the VM writes next falls inside its session for sure
+# (a small one could end while the VM is still writing); backup_finish
+# LABEL checks it was still there, lets it run out and dismisses it.
+backup_start() {
+	local label=$1
+	shift
+	# (slow until paused: it cannot end in the moment before the pause)
+	bsyncctl backup vm1 "$@" --speed 1M --no-auto-dismiss >/dev/null && bsyncctl job pause vm1
+	ok $? "$label started and paused"
+}
+
+backup_finish() {
+	local st
+	st=$(bsyncctl --json job list 2>/dev/null | jq -r '.[0].status')
+	# (paused, or running up to its next pause point: not concluded)
+	case $st in running | paused) st=on ;; esac
+	expect_eq on "$st" "$1: its session was still on after the VM's writes"
+	qmp-exec /run/bsyncd/bsyncd.sock \
+		'{"execute": "block-job-set-speed", "arguments": {"device": "vm1", "speed": 0}}' |
+		jq -e 'has("return")' >/dev/null && bsyncctl job resume vm1 &&
+		bsyncctl job wait vm1 >/dev/null
+	ok $? "$1 succeeds"
+	bsyncctl job dismiss vm1
+}
+
 # inner_discards WHAT REACHED CMD...: an inner command that discards (its
 # "ok" says WHAT), then that its discards reached vm1 (said by REACHED).
 inner_discards() {
