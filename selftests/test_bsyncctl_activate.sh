@@ -12,7 +12,6 @@
 
 disk0=${BSYNC_DISK0:?no scratch disk}
 disk1=${BSYNC_DISK1:?needs a second scratch disk}
-disk2=${BSYNC_DISK2:?needs a third scratch disk}
 dir=$(mktemp -d /tmp/bsyncctl-act.XXXXXX)
 export BSYNCD_SOCKET=$BSYNCD_SOCK
 late_pid=
@@ -48,7 +47,7 @@ act() {
 linear act-lin-a "$disk0" 0 64
 linear act-lin-b "$disk1" 0 64
 linear act-lin-c "$disk1" 64 64
-linear act-md-a "$disk2" 0 4
+linear act-md-a "$disk1" 192 4
 dd if=/dev/zero of=/dev/mapper/act-md-a bs=1M count=4 oflag=direct status=none
 bsyncd_start
 ok $? "bsyncd starts"
