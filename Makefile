@@ -63,7 +63,7 @@ check:
 	$(MAKE) -j$(JOBS) -C userspace tests
 	scripts/run-tests
 
-# Nested VMs under TCG: 20 to 30 minutes, beyond make check's budget.
+# Nested VMs under TCG: about 17 minutes, beyond make check's budget.
 check-vmhost: all
 	scripts/check-vmhost
 
