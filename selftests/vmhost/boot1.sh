@@ -97,8 +97,11 @@ ok $? "QEMU's own (non-persistent) bitmap qemu-bm added on the VM's drive"
 inner_write f7 2
 n=$(inner_qmp a '{"execute": "query-block"}' | qemu_bitmaps)
 expect_eq disk0:qemu-bm "$n" "QEMU's bitmap is there while the VM runs"
+killed=$inner_pid
 inner_kill
-ok 0 "the inner QEMU is killed (SIGKILL) with the file system mounted"
+gone=0
+kill -0 "$killed" 2>/dev/null || gone=1
+ok $((1 - gone)) "the inner QEMU is killed (SIGKILL) with the file system mounted"
 inner_start scsi-hd b
 ok $? "inner VM b boots on the same device"
 inner mount
