@@ -1,7 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * qcow2 writer internals shared by qcow2.c (create, write, close) and
- * qcow2-open.c (parsing existing images).  Not part of the public API.
+ * qcow2 writer internals shared by its files, not part of the public API:
+ *   qcow2.c           the image's life: create (header), close, the handle
+ *   qcow2-open.c      opening an existing image (qemu-img create's)
+ *   qcow2-cluster.c   guest clusters to host clusters (the write calls)
+ *   qcow2-cache.c     the L2 table cache
+ *   qcow2-io.c        the file I/O: append buffer, O_DIRECT, whole reads
+ *   qcow2-refcount.c  the refcount structures, generated at close
+ *   qcow2-partial.c   the partial-backup record
  */
 #ifndef BSYNC_QCOW2_INTERNAL_H
 #define BSYNC_QCOW2_INTERNAL_H
@@ -63,6 +69,8 @@
 #define QCOW2_MAX_RT_BYTES	(8u << 20)	/* QEMU's QCOW_MAX_REFTABLE_SIZE */
 #define QCOW2_MAX_BACKING_NAME	1023u
 #define QCOW2_MAX_BACKING_FMT	15u
+
+#define QCOW2_DIO_ALIGN		4096u	/* covers 512 B and 4 KiB logical blocks */
 
 struct qcow2_range {
 	uint64_t start, len;	/* in clusters */
@@ -129,26 +137,15 @@ static inline void q_put64(uint8_t *p, uint64_t v)
 	q_put32(p + 4, (uint32_t)v);
 }
 
+/* qcow2.c */
 __attribute__((format(printf, 4, 5)))
 int qcow2_seterr(char *err, size_t errlen, int rc, const char *fmt, ...);
 
-int qcow2_pread_all(int fd, void *buf, size_t len, uint64_t off);
-int qcow2_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
-
 /*
- * Open img->path a second time with O_DIRECT for the appended data (after
- * img->fd is set); on any failure img->dfd stays -1 and all I/O is buffered.
+ * Record an I/O error: the image is unusable from now on.  Returns the
+ * first error recorded.
  */
-void qcow2_open_direct(struct qcow2_image *img);
-
-/*
- * Rewrite the extension area of the header cluster of fd (cluster size cs)
- * with the partial-backup record text added (replacing any earlier one),
- * moving the backing file name behind it: its new offset is also put in
- * hdr, the caller's copy of the fixed header.  The other fixed header fields
- * stay as they are on disk.  -ENOSPC if it does not fit in the cluster.
- */
-int qcow2_put_partial_record(int fd, uint32_t cs, uint8_t *hdr, const char *text);
+int qcow2_fail(struct qcow2_image *img, int rc, const char *what);
 
 /* Allocate the in-memory tables of img once its geometry is known. */
 int qcow2_image_alloc_tables(struct qcow2_image *img);
@@ -161,5 +158,81 @@ static inline uint64_t qcow2_l2_entries(const struct qcow2_image *img)
 }
 
 uint64_t qcow2_l1_needed(uint64_t size, unsigned cluster_bits);
+
+/* qcow2-io.c */
+struct iovec;
+
+/* Whole reads (past EOF reads as zero) and writes; 0 or -errno. */
+int qcow2_pread_all(int fd, void *buf, size_t len, uint64_t off);
+int qcow2_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
+
+/*
+ * Open img->path a second time with O_DIRECT for the appended data (after
+ * img->fd is set); on any failure img->dfd stays -1 and all I/O is buffered.
+ */
+void qcow2_open_direct(struct qcow2_image *img);
+void qcow2_close_direct(struct qcow2_image *img);
+
+/* Allocate the append buffer (img->cs must be set). */
+int qcow2_abuf_alloc(struct qcow2_image *img);
+
+/* Write out the append buffer, whose clusters end at img->end. */
+int qcow2_flush_abuf(struct qcow2_image *img);
+
+/* Flush the append buffer if it holds part of host range [off, off+len). */
+int qcow2_flush_abuf_over(struct qcow2_image *img, uint64_t off, uint64_t len);
+
+/*
+ * Append one cluster at img->end through the buffer: len bytes of data
+ * padded with zeros, or zeros if data is NULL.  Its host offset goes to
+ * *host.
+ */
+int qcow2_append_cluster(struct qcow2_image *img, const void *data,
+			 size_t len, uint64_t *host);
+
+/*
+ * Write iov (cnt buffers, whole clusters) at img->end with O_DIRECT, after
+ * flushing the buffer; *host is where it went.  The caller moves img->end.
+ * 1 if the file refuses O_DIRECT (the caller copies instead).
+ */
+int qcow2_append_direct(struct qcow2_image *img, struct iovec *iov, int cnt,
+			uint64_t *host);
+
+/* qcow2-cache.c */
+
+/* Allocate the per-L1-entry table pointers and the ring, default size. */
+int qcow2_l2_cache_alloc(struct qcow2_image *img);
+
+/*
+ * The resident L2 table (big-endian entries) for L1 index l1i, read from
+ * the file or, with alloc, made new at the file's end.  *out is NULL if the
+ * table is unallocated and !alloc.
+ */
+int qcow2_get_l2(struct qcow2_image *img, uint32_t l1i, bool alloc, uint64_t **out);
+
+/* Write every resident table to the file. */
+int qcow2_l2_cache_flush(struct qcow2_image *img);
+void qcow2_l2_cache_free(struct qcow2_image *img);
+
+/* qcow2-refcount.c */
+
+/*
+ * Place the refcount blocks and table (holes first, then past img->end,
+ * which moves), write them, and give the table's offset and size in
+ * clusters for the header.
+ */
+int qcow2_write_refcounts(struct qcow2_image *img, uint64_t *rt_off,
+			  uint64_t *rt_clusters);
+
+/* qcow2-partial.c */
+
+/*
+ * Rewrite the extension area of the header cluster of fd (cluster size cs)
+ * with the partial-backup record text added (replacing any earlier one),
+ * moving the backing file name behind it: its new offset is also put in
+ * hdr, the caller's copy of the fixed header.  The other fixed header fields
+ * stay as they are on disk.  -ENOSPC if it does not fit in the cluster.
+ */
+int qcow2_put_partial_record(int fd, uint32_t cs, uint8_t *hdr, const char *text);
 
 #endif
