@@ -15,6 +15,7 @@
 #include "log.h"
 #include "dmctl.h"
 #include "job.h"
+#include "nbd-export.h"
 #include "node.h"
 
 enum atype { A_STR, A_INT, A_BOOL, A_ENUM, A_ARRAY, A_OBJECT };
@@ -40,6 +41,8 @@ static const char *const newmode_values[] = { "existing", "absolute-paths", NULL
 static const char *const format_values[] = { "qcow2", "raw", NULL };
 static const char *const onerr_values[] = { "report", "ignore", "enospc", "stop", "auto", NULL };
 static const char *const op_values[] = { "read", NULL };
+static const char *const export_type_values[] = { "nbd", NULL };
+static const char *const export_del_values[] = { "safe", "hard", NULL };
 
 static const char *const type_names[] = {
 	[A_STR] = "string", [A_INT] = "integer", [A_BOOL] = "boolean",
@@ -630,6 +633,16 @@ static const struct command commands[] = {
 	{ "block-job-dismiss", cmd_block_job_dismiss, { S("id") } },
 	{ "block-job-set-speed", cmd_block_job_set_speed,
 	  { S("device"), { "speed", A_INT, true, NULL } } },
+	{ "nbd-server-start", nbd_export_cmd_server_start,
+	  { { "addr", A_OBJECT, true, NULL }, SO("tls-creds"), SO("tls-authz"),
+	    I("max-connections"), B("x-allow-tcp-loopback") } },
+	{ "nbd-server-stop", nbd_export_cmd_server_stop, { { 0 } } },
+	{ "block-export-add", nbd_export_cmd_add,
+	  { E("type", true, export_type_values), S("id"), S("node-name"), SO("name"),
+	    SO("description"), B("writable"), B("writethrough"), B("fixed-iothread"),
+	    SO("iothread"), { "bitmaps", A_ARRAY, false, NULL }, B("allocation-depth") } },
+	{ "block-export-del", nbd_export_cmd_del, { S("id"), E("mode", false, export_del_values) } },
+	{ "query-block-exports", nbd_export_cmd_query, { { 0 } } },
 	{ "x-debug-inject-error", cmd_inject_error,
 	  { S("device"), E("operation", true, op_values), I("skip"), I("errno") } },
 };

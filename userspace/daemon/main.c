@@ -18,6 +18,7 @@
 #include "commands.h"
 #include "inflight.h"
 #include "job.h"
+#include "nbd-export.h"
 #include "log.h"
 #include "qmp-server.h"
 
@@ -149,6 +150,7 @@ int main(int argc, char **argv)
 	notify_ready();
 	r = qmp_server_run(on_signal);
 	qmp_server_shutdown();
+	nbd_export_shutdown();
 	backup_shutdown();
 	if (r) {
 		fprintf(stderr, "bsyncd: %s\n", strerror(-r));

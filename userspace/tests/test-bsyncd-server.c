@@ -19,6 +19,8 @@
 #include "../daemon/inflight.c"
 #include "../daemon/commands.c"
 #include "../daemon/job.c"
+#include "../daemon/nbd-export.c"
+#include "../daemon/nbd-server.c"
 #include "../daemon/log.c"
 #include "../daemon/node.c"
 #include "../daemon/openers.c"
