@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * bsync-metadata: check, dump and repair a bsync metadata device offline.
- * See Documentation/bsync-metadata.rst; the work is in bsync-metadata-core.c.
+ * See Documentation/bsync-metadata.rst; the work is in bsync-metadata-*.c
+ * (bsync-metadata-internal.h lists them).
  */
 #include <stdio.h>
 
