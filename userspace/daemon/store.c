@@ -287,6 +287,7 @@ int store_check_stacking(const char *sysfs, dev_t dev, const dev_t *protect, siz
 static int loop_attach(int file_fd, struct store *st, char *err, size_t errlen)
 {
 	struct loop_config cfg;
+	uint32_t flags = LO_FLAGS_AUTOCLEAR | LO_FLAGS_DIRECT_IO;
 	int ctl, nr, fd, r, tries;
 
 	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
@@ -319,7 +320,14 @@ static int loop_attach(int file_fd, struct store *st, char *err, size_t errlen)
 		}
 		memset(&cfg, 0, sizeof(cfg));
 		cfg.fd = (unsigned int)file_fd;
-		cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+		/*
+		 * Direct I/O: the loop driver then keeps many copies in flight
+		 * (buffered, it writes one at a time through the page cache,
+		 * which also fills memory with data nobody rereads soon).
+		 * Where the file system cannot do O_DIRECT the driver falls
+		 * back to buffered by itself, or refuses: then buffered.
+		 */
+		cfg.info.lo_flags = flags;
 		snprintf((char *)cfg.info.lo_file_name, LO_NAME_SIZE, "bsyncd-store");
 		if (!ioctl(fd, LOOP_CONFIGURE, &cfg)) {
 			close(ctl);
@@ -328,6 +336,10 @@ static int loop_attach(int file_fd, struct store *st, char *err, size_t errlen)
 		}
 		r = -errno;
 		close(fd);
+		if (r == -EINVAL && (flags & LO_FLAGS_DIRECT_IO)) {
+			flags &= ~LO_FLAGS_DIRECT_IO;
+			continue;
+		}
 		if (r != -EBUSY)	/* EBUSY: someone took it first, retry */
 			break;
 	}

@@ -3,11 +3,11 @@
  * Scratch stores for copy-before-write sessions.
  *
  * By default a sparse file in the store directory, attached to a free loop
- * device (LOOP_CTL_GET_FREE + LOOP_CONFIGURE, autoclear) and unlinked at
- * once: when the kernel drops the store the loop device and the file's
- * space go away by themselves, even if the daemon was killed.  A job may
- * name its own store (x-store): an existing block device, or a file that
- * is then looped the same way (not unlinked).
+ * device (LOOP_CTL_GET_FREE + LOOP_CONFIGURE, autoclear, direct I/O) and
+ * unlinked at once: when the kernel drops the store the loop device and the
+ * file's space go away by themselves, even if the daemon was killed.  A job
+ * may name its own store (x-store): an existing block device, or a file
+ * that is then looped the same way (not unlinked).
  *
  * A store must not be stacked on the device it protects: the daemon would
  * write into what it is preserving (or deadlock on its own held write).
