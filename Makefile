@@ -9,6 +9,7 @@
 #                     after checking it catches two planted bugs (scripts/debug-canaries)
 #   make bench        benchmarks in one deterministic guest boot (results in out/)
 #   make crash-test   persistent bitmaps across 20 SIGKILLed guests (KILLS=N)
+#   make soak         the long repetitions kept out of make check (fio: 20 backups)
 #   make lint         checkpatch --strict on kernel sources, cppcheck on userspace,
 #                     systemd-analyze verify on the units
 #   make deps         install every package (same as scripts/setup)
@@ -23,7 +24,7 @@ KSRC_TAR ?= $(firstword $(wildcard /usr/src/linux-source-6.1.tar.xz))
 TOOLS := build/ksrc
 
 .PHONY: all module modules-all userspace selftests check check-unit check-guest check-debug check-vmhost \
-	bench crash-test lint deps clean tools
+	bench crash-test soak lint deps clean tools
 
 all: modules-all userspace selftests
 
@@ -88,6 +89,15 @@ check-rt: all
 
 bench: all
 	scripts/bench
+
+# Soak-style repetitions kept out of make check: twenty incremental backups
+# under fio on each kernel (make check runs four).
+soak: all
+	for kv in $$(. scripts/lib/kernel.sh && bsync_kvers); do \
+		scripts/vm-run --kernel $$kv --disk 256M --disk 256M --timeout 3600 \
+			--env FIO_STEPS=20 --env BSYNC_TEST_TIMEOUT=3000 --out out/soak/$$kv \
+			-- selftests/run-guest test_bsyncd_fio || exit 1; \
+	done
 
 # Crash safety of persistent bitmaps: 20 guests SIGKILLed at random moments.
 crash-test: all
