@@ -215,26 +215,26 @@ int qcow2_write_sparse(struct qcow2_image *img, uint64_t off, const void *buf,
 	return rc;
 }
 
-/* Is data cluster k of piece q a whole, aligned cluster for O_DIRECT? */
+/* Can piece q go to the disk with O_DIRECT: an aligned buffer, whole clusters? */
 static bool piece_direct(const struct qcow2_image *img, const struct qcow2_piece *q)
 {
 	return !((q->len | (uintptr_t)q->buf) & (QCOW2_DIO_ALIGN - 1)) && !(q->len & (img->cs - 1));
 }
 
 /*
- * The data clusters of pieces [from, n) gathered into one pwritev of at most
+ * The data clusters of pieces [from, np) gathered into one pwritev of at most
  * IOV_BATCH buffers at the end of the file: *next is the first piece not
  * taken, *clusters how many data clusters were written.
  */
 static int append_pieces(struct qcow2_image *img, const struct qcow2_piece *pc, size_t from,
-			 size_t n, size_t *next, uint64_t *clusters)
+			 size_t np, size_t *next, uint64_t *clusters)
 {
 	struct iovec iov[IOV_BATCH];
 	uint64_t host, cl = 0;
 	size_t i;
 	int cnt = 0, rc;
 
-	for (i = from; i < n; i++) {
+	for (i = from; i < np; i++) {
 		const struct qcow2_piece *q = &pc[i];
 		uint64_t k, nk = q->len >> img->cluster_bits, need = 0;
 
@@ -298,14 +298,14 @@ static int map_pieces(struct qcow2_image *img, const struct qcow2_piece *pc, siz
 	return 0;
 }
 
-int qcow2_write_pieces(struct qcow2_image *img, const struct qcow2_piece *pc, size_t n)
+int qcow2_write_pieces(struct qcow2_image *img, const struct qcow2_piece *pc, size_t np)
 {
 	uint64_t data = 0;
 	bool direct = img->dfd >= 0;
 	size_t i;
 	int rc;
 
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < np; i++) {
 		uint64_t pos, k = 0, runs = 0;
 
 		if (i && pc[i].off < pc[i - 1].off + pc[i - 1].len)
@@ -329,7 +329,7 @@ int qcow2_write_pieces(struct qcow2_image *img, const struct qcow2_piece *pc, si
 		direct = direct && runs <= IOV_BATCH;
 	}
 	if (!direct || data < QCOW2_DIRECT_MIN) {
-		for (i = 0, rc = 0; i < n && !rc; i++)
+		for (i = 0, rc = 0; i < np && !rc; i++)
 			rc = write_sparse_runs(img, pc[i].off, pc[i].buf, pc[i].len, pc[i].zero);
 		return rc;
 	}
@@ -338,13 +338,13 @@ int qcow2_write_pieces(struct qcow2_image *img, const struct qcow2_piece *pc, si
 	 * allocated now goes after the data in the file, and an evicted one
 	 * cannot be held across pieces.
 	 */
-	for (i = 0; i < n;) {
+	for (i = 0; i < np;) {
 		uint64_t host = img->end << img->cluster_bits, cl;
 		size_t next;
 
-		rc = append_pieces(img, pc, i, n, &next, &cl);
+		rc = append_pieces(img, pc, i, np, &next, &cl);
 		if (rc == 1)	/* the file refused O_DIRECT: copy the rest */
-			return qcow2_write_pieces(img, pc + i, n - i);
+			return qcow2_write_pieces(img, pc + i, np - i);
 		if (!rc)
 			rc = map_pieces(img, pc, i, next, host);
 		if (rc)
