@@ -101,7 +101,7 @@ static int compare(const uint8_t *want, const uint8_t *got, uint64_t len, uint64
 TEST_F_TIMEOUT(data, random_direct_writes_land_on_origin, 180)
 {
 	uint8_t *buf = bt_alloc_aligned(4 * MiB), *check = bt_alloc_aligned(self->bytes);
-	uint64_t at;
+	uint64_t at = 0;
 	int i;
 
 	ASSERT_NE(NULL, buf);
