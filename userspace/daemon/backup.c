@@ -465,6 +465,19 @@ void backup_discard(struct backup_job *b)
 	backup_free(&b->job);
 }
 
+/* No other job on device, and id free: 0 or -1 with e set. */
+static int check_job_slot(const char *device, const char *id, struct qerr *e)
+{
+	if (job_find_device(device))
+		return qerr_set(e, "Node '%s' is busy: block device is in use by block job: backup",
+				device);
+	if (!job_id_valid(id))
+		return qerr_set(e, "Invalid job ID '%s'", id);
+	if (job_find(id))
+		return qerr_set(e, "Job ID '%s' already in use", id);
+	return 0;
+}
+
 /* Checks in QEMU's order (blockdev.c do_backup_common()); 0 or -1 with e set. */
 static int check_backup_args(const struct backup_args *a, const char *id, enum sync_mode *sync,
 		      enum bitmap_mode *bmode, struct qerr *e)
@@ -484,14 +497,7 @@ static int check_backup_args(const struct backup_args *a, const char *id, enum s
 		return -1;
 	if (a->speed < 0)
 		return qerr_set(e, "Parameter 'speed' expects a non-negative value");
-	if (job_find_device(a->device))
-		return qerr_set(e, "Node '%s' is busy: block device is in use by block job: backup",
-				a->device);
-	if (!job_id_valid(id))
-		return qerr_set(e, "Invalid job ID '%s'", id);
-	if (job_find(id))
-		return qerr_set(e, "Job ID '%s' already in use", id);
-	return 0;
+	return check_job_slot(a->device, id, e);
 }
 
 /* The point in time: store, session (freezes the bitmap), view; then what to copy. */
@@ -691,19 +697,8 @@ struct backup_job *backup_fleece(const char *job_id, const char *device, const c
 		qerr_set(e, "Cannot find device='%s' nor node-name='%s'", device, device);
 		return NULL;
 	}
-	if (job_find_device(device)) {
-		qerr_set(e, "Node '%s' is busy: block device is in use by block job: backup", device);
-		return NULL;
-	}
-	if (!job_id_valid(job_id)) {
-		qerr_set(e, "Invalid job ID '%s'", job_id);
-		return NULL;
-	}
-	if (job_find(job_id)) {
-		qerr_set(e, "Job ID '%s' already in use", job_id);
-		return NULL;
-	}
-	if (bitmap && check_fleece_bitmap(device, bitmap, &bm, e))
+	if (check_job_slot(device, job_id, e) ||
+	    (bitmap && check_fleece_bitmap(device, bitmap, &bm, e)))
 		return NULL;
 	if (node_get_info(device, &info, err, sizeof(err))) {
 		qerr_set(e, "%s", err);
