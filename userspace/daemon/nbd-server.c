@@ -40,6 +40,7 @@ struct nbd_client {
 	struct nbd_exp *exp;			/* chosen by GO / EXPORT_NAME */
 	struct nbd_exp *using;			/* the export it holds a reference on (S.mu) */
 	uint8_t *opt;				/* the option's data (handshake only) */
+	uint8_t rep[NBD_MAX_NAME + 64];		/* a reply's data (handshake only) */
 	uint8_t *buf;				/* READ pieces, BLOCK_STATUS payloads */
 	uint32_t (*ext)[2];
 	struct nbd_client *next;
@@ -409,7 +410,7 @@ static int opt_info(struct nbd_client *c, uint32_t opt, uint32_t len)
 		goto fail;
 	if (want_name) {
 		size_t n = strlen(x->name);
-		uint8_t *p = c->buf;
+		uint8_t *p = c->rep;
 
 		put16(p, NBD_INFO_NAME);
 		memcpy(p + 2, x->name, n);
@@ -475,7 +476,7 @@ static int opt_meta(struct nbd_client *c, uint32_t opt, uint32_t len)
 		pos += 4 + ql;
 	}
 	for (bit = 1; bit <= 2 && !r; bit <<= 1) {
-		uint8_t *p = c->buf;
+		uint8_t *p = c->rep;
 		size_t n;
 
 		if (!(mask & bit))
@@ -517,9 +518,9 @@ static int opt_list(struct nbd_client *c, uint32_t opt, uint32_t len)
 	for (i = 0; i < n && !r; i++) {
 		size_t l = strlen(names[i]);
 
-		put32(c->buf, (uint32_t)l);
-		memcpy(c->buf + 4, names[i], l);
-		r = send_rep(c, opt, NBD_REP_SERVER, c->buf, (uint32_t)l + 4);
+		put32(c->rep, (uint32_t)l);
+		memcpy(c->rep + 4, names[i], l);
+		r = send_rep(c, opt, NBD_REP_SERVER, c->rep, (uint32_t)l + 4);
 	}
 	free(names);
 	return r ? r : send_rep(c, opt, NBD_REP_ACK, NULL, 0);
@@ -546,6 +547,7 @@ static int opt_export_name(struct nbd_client *c, uint32_t len)
 /* 0 with c->exp chosen, or -1 to close. */
 static int handshake(struct nbd_client *c)
 {
+	struct timespec t0;
 	uint8_t h[18];
 	uint32_t flags;
 	int n, r;
@@ -559,9 +561,14 @@ static int handshake(struct nbd_client *c)
 	if (flags & ~(NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES))
 		return -1;
 	c->no_zeroes = flags & NBD_FLAG_NO_ZEROES;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (n = 0; n < NBD_MAX_OPTIONS; n++) {
+		struct timespec now;
 		uint32_t opt, len;
 
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - t0.tv_sec > NBD_HANDSHAKE_MAX_S)
+			return -1;	/* a trickle of options: the slot is for others */
 		if (recv_full(c->fd, h, 16) || get64(h) != NBD_IHAVEOPT)
 			return -1;
 		opt = get32(h + 8);
@@ -840,17 +847,19 @@ static void *client_thread(void *arg)
 {
 	struct nbd_client *c = arg, **pp;
 
+	/* the transmission's buffers only once the handshake is through */
 	c->opt = malloc(NBD_MAX_OPTION + 1);
-	c->buf = malloc(NBD_BUF_SIZE);
-	c->ext = malloc(sizeof(*c->ext) * NBD_MAX_EXTENTS);
-	if (c->opt && c->buf && c->ext) {
+	if (c->opt) {
 		set_timeout(c->fd, SO_RCVTIMEO, NBD_HANDSHAKE_TIMEOUT_S);
 		set_timeout(c->fd, SO_SNDTIMEO, NBD_SEND_TIMEOUT_S);
 		if (!handshake(c)) {
 			free(c->opt);
 			c->opt = NULL;
+			c->buf = malloc(NBD_BUF_SIZE);
+			c->ext = malloc(sizeof(*c->ext) * NBD_MAX_EXTENTS);
 			set_timeout(c->fd, SO_RCVTIMEO, 0);	/* idle clients are fine now */
-			transmission(c);
+			if (c->buf && c->ext)
+				transmission(c);
 		}
 	}
 	exp_put(c);
@@ -956,7 +965,7 @@ static int listen_inet(const struct nbd_server_opts *o, char *err, size_t errlen
 		if (fd < 0)
 			continue;
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (!bind(fd, ai->ai_addr, ai->ai_addrlen) && !listen(fd, 128))
+		if (!bind(fd, ai->ai_addr, ai->ai_addrlen) && !listen(fd, SOMAXCONN))
 			break;
 		r = -errno;
 		close(fd);
@@ -992,7 +1001,7 @@ static int listen_unix(const char *path, char *err, size_t errlen)
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || chmod(path, 0600) ||
-	    listen(fd, 128)) {
+	    listen(fd, SOMAXCONN)) {
 		r = -errno;
 		snprintf(err, errlen, "Failed to bind socket to %s: %s", path, strerror(-r));
 		if (fd >= 0) {

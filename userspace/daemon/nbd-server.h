@@ -96,7 +96,8 @@
 #define NBD_IO_CHUNK		(256u << 10)	/* READ data is sent in pieces this big */
 /* a connection's buffer: a READ piece, a BLOCK_STATUS payload, a name */
 #define NBD_BUF_SIZE		(NBD_IO_CHUNK > 8 * NBD_MAX_EXTENTS ? NBD_IO_CHUNK : 8 * NBD_MAX_EXTENTS)
-#define NBD_HANDSHAKE_TIMEOUT_S	10
+#define NBD_HANDSHAKE_TIMEOUT_S	10		/* each read of the handshake */
+#define NBD_HANDSHAKE_MAX_S	60		/* the whole handshake */
 #define NBD_SEND_TIMEOUT_S	30
 #define NBD_MAX_CONNECTIONS_CAP	1000
 
