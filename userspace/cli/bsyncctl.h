@@ -13,6 +13,7 @@
  *   cmd-backup.c  backup
  *   cmd-job.c     job list|finalize|cancel|dismiss|pause|resume|wait, events
  *   cmd-activate.c  activate: bring up the devices of /etc/bsynctab
+ *   cmd-export.c  export start|stop|add|remove|list: pull-mode backups over NBD
  *   bsynctab.c    the /etc/bsynctab parser (bsynctab.h)
  */
 #ifndef BSYNCCTL_H
@@ -216,6 +217,11 @@ int cmd_job_wait(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv
 int cmd_events(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_image_info(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_activate(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_export_start(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_export_stop(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_export_add(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_export_remove(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_export_list(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 
 /* cmd-job.c: wait for job id to end; the exit status of its outcome. */
 int job_wait(struct cli *c, const char *id, bool started_here);

@@ -152,6 +152,50 @@ const struct cli_cmd cli_cmds[] = {
 	  "Waits until the job concludes (or is pending, with --no-auto-finalize),\n"
 	  "with a progress bar on a terminal, and exits with its outcome.\n",
 	  cmd_job_wait },
+	{ "export", "start", "SOCKET | --tcp HOST:PORT --insecure-loopback\n"
+	  "         [--max-connections N]",
+	  "start bsyncd's NBD server, for pull-mode backups",
+	  "Listens for NBD clients (nbdinfo, nbdcopy, qemu-img, libnbd, backup\n"
+	  "software that pulls from QEMU) on the Unix socket SOCKET, made mode 0600.\n"
+	  "TCP needs TLS, which bsyncd does not do yet: --tcp serves a loopback\n"
+	  "address only (127.0.0.1, ::1), and only with --insecure-loopback, as any\n"
+	  "local user can then read the exports.\n"
+	  "\n"
+	  "Options:\n"
+	  "  --tcp HOST:PORT       listen on TCP instead ([::1]:PORT for IPv6)\n"
+	  "  --insecure-loopback   allow TCP without TLS on a loopback address\n"
+	  "  --max-connections N   at most N clients at once (default and most 1000)\n",
+	  cmd_export_start },
+	{ "export", "stop", "",
+	  "stop the NBD server, deleting every export",
+	  "Drops every client. Each export's fleecing job ends as if the export\n"
+	  "was removed with --hard.\n",
+	  cmd_export_stop },
+	{ "export", "add", "DEVICE [--bitmap NAME] [--name EXPORT] [--id ID]",
+	  "export DEVICE's point in time over NBD",
+	  "Takes the point in time now and serves it read-only: clients read the\n"
+	  "device as it was at this instant while it goes on being written (a\n"
+	  "fleecing job, shown by 'job list', holds it). With --bitmap the export\n"
+	  "also has the metadata context qemu:dirty-bitmap:NAME, the bitmap frozen\n"
+	  "at the instant: the clusters written since the bitmap was last cleared.\n"
+	  "When the export is removed after clients read every one of them, the\n"
+	  "bitmap keeps only what was written after the instant (the next\n"
+	  "incremental); otherwise it keeps everything.\n"
+	  "\n"
+	  "Options:\n"
+	  "  -b, --bitmap NAME    export DEVICE's bitmap NAME\n"
+	  "  -n, --name EXPORT    the NBD export name (default DEVICE)\n"
+	  "  --id ID              the export's and its job's id (default DEVICE)\n",
+	  cmd_export_add },
+	{ "export", "remove", "ID [--hard]",
+	  "remove an export, ending its point in time",
+	  "Refused while clients are connected, unless --hard, which drops them.\n",
+	  cmd_export_remove },
+	{ "export", "list", "[-q]",
+	  "list the NBD exports",
+	  "Columns: ID, DEVICE, TYPE.\n"
+	  "  -q, --quiet   ids only, one a line\n",
+	  cmd_export_list },
 	{ "events", NULL, "[--count N]", "print the daemon's QMP events as they come",
 	  "One line per event: its time, name and data. With --json, each\n"
 	  "event's JSON object on one line.\n"

@@ -16,6 +16,7 @@
 #include "../cli/cmd-backup.c"
 #include "../cli/cmd-bitmap.c"
 #include "../cli/cmd-device.c"
+#include "../cli/cmd-export.c"
 #include "../cli/cmd-image.c"
 #include "../cli/cmd-job.c"
 #include "../cli/commands.c"
@@ -235,6 +236,8 @@ static void test_table_of_commands(void)
 		{ "bitmap", "list" }, { "backup", NULL }, { "job", "list" }, { "job", "finalize" },
 		{ "job", "cancel" }, { "job", "dismiss" }, { "job", "pause" }, { "job", "resume" },
 		{ "job", "wait" }, { "events", NULL }, { "image", "info" }, { "activate", NULL },
+		{ "export", "start" }, { "export", "stop" }, { "export", "add" },
+		{ "export", "remove" }, { "export", "list" },
 	};
 	size_t i, bad = 0;
 

@@ -17,6 +17,7 @@
 #include "../cli/cmd-backup.c"
 #include "../cli/cmd-bitmap.c"
 #include "../cli/cmd-device.c"
+#include "../cli/cmd-export.c"
 #include "../cli/cmd-image.c"
 #include "../cli/cmd-job.c"
 #include "../cli/commands.c"
