@@ -1,0 +1,214 @@
+#!/bin/bash
+# Pull-mode backups: bsyncd's NBD export of a bsync device's point-in-time
+# view with the qemu:dirty-bitmap:NAME context, checked with real clients
+# (nbdinfo, qemu-img, qemu-io, nbdcopy, python3-libnbd): the QMP commands
+# and their errors, both contexts, the data of the instant while the device
+# is written, read-only errors, several clients, hostile input, and the
+# bitmap rule when the fleecing job ends.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/bsyncd-lib.sh"
+
+disk=${BSYNC_DISK0:?no scratch disk}
+size=$((16 * 1024 * 1024))
+out=$(mktemp -d /tmp/bsyncd-nbd.XXXXXX)
+nsock=$out/nbd.sock
+lin=bnbd-lin
+node=bnbd0
+uri="nbd+unix:///vda?socket=$nsock"
+img="driver=nbd,server.type=unix,server.path=$nsock,export=vda"
+
+cleanup() {
+	bsyncd_stop
+	dm remove $node 2>/dev/null
+	dm remove $lin 2>/dev/null
+	rm -rf "$out"
+}
+trap cleanup EXIT
+
+echo "0 $((size / 512)) linear $disk 0" | dm create $lin && dm mknodes $lin
+dd if=/dev/zero of=/dev/mapper/$lin bs=1M count=16 oflag=direct status=none
+bsyncd_start
+ok $? "bsyncd starts"
+q_ok bsync-device-add "{\"node-name\": \"$node\", \"origin\": \"/dev/mapper/$lin\", \"zeroed\": true}" &&
+	q_ok block-dirty-bitmap-add "{\"node\": \"$node\", \"name\": \"b0\", \"granularity\": 65536}"
+ok $? "device and bitmap b0"
+dev=/dev/mapper/$node
+
+# hold MS LOG: a client (qemu-io) that connects, reads, then stays connected
+# for MS milliseconds in the background (its pid in sh_pid); returns once it
+# has read, which its line-buffered LOG says
+hold() {
+	local i
+	stdbuf -oL qemu-io -r --image-opts "$img" -c 'read 0 512' -c "sleep $1" >"$2" 2>&1 &
+	sh_pid=$!
+	for ((i = 0; i < 300; i++)); do
+		grep -q "^read 512/512" "$2" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# lap LABEL: the seconds since the last lap, as a TAP comment
+lap_t=$SECONDS
+lap() { echo "# $1: $((SECONDS - lap_t)) s"; lap_t=$SECONDS; }
+
+# pio PATTERN OFFSET LENGTH: write a qemu-io pattern to the device
+pio() { qemu-io -f raw -t none -c "write -P $1 $2 $3" "$dev" >/dev/null; }
+
+# the full backup's content, then what b0 records for the next one
+pio 0x11 0 16M
+q_ok block-dirty-bitmap-clear "{\"node\": \"$node\", \"name\": \"b0\"}"
+dd if=$dev of="$out/full.raw" bs=1M iflag=direct status=none
+pio 0x33 8M 1M
+pio 0x44 12M 64k
+pio 0x55 $((13 * 1048576 + 4096)) 4096	# one 4 KiB write marks its 64 KiB cluster
+printf '%s\n' "8388608 1048576" "12582912 65536" "13631488 65536" >"$out/dirty.txt"
+dd if=$dev of="$out/instant.raw" bs=1M iflag=direct status=none
+
+lap "set-up"
+
+# QMP: errors before a server runs
+expect_eq "NBD server not running" \
+	"$(q_err block-export-add "{\"type\": \"nbd\", \"id\": \"e0\", \"node-name\": \"$node\"}")" \
+	"block-export-add without a server"
+expect_eq "NBD server not running" "$(q_err nbd-server-stop)" "nbd-server-stop without a server"
+q_err nbd-server-start "{\"addr\": {\"type\": \"unix\", \"path\": \"$nsock\"}, \"tls-creds\": \"tls0\"}" |
+	grep -q "TLS is not supported"
+ok $? "tls-creds: a clear error"
+q_err nbd-server-start '{"addr": {"type": "inet", "host": "127.0.0.1", "port": "10809"}}' |
+	grep -q "NBD over TCP needs TLS"
+ok $? "inet without the loopback opt-in refused"
+q_err nbd-server-start '{"addr": {"type": "inet", "host": "10.0.2.15", "port": "10809"}, "x-allow-tcp-loopback": true}' |
+	grep -q "only served on a loopback address"
+ok $? "inet on a non-loopback address refused"
+q_ok nbd-server-start '{"addr": {"type": "inet", "host": "127.0.0.1", "port": "10809"}, "x-allow-tcp-loopback": true}' &&
+	q_ok nbd-server-stop
+ok $? "loopback TCP with the opt-in starts and stops"
+
+lap "errors"
+
+# the export
+q_ok nbd-server-start "{\"addr\": {\"type\": \"unix\", \"path\": \"$nsock\"}}"
+ok $? "nbd-server-start on a Unix socket"
+expect_eq "srw-------" "$(stat -c %A "$nsock")" "NBD socket is mode 0600"
+expect_eq "NBD server already running" \
+	"$(q_err nbd-server-start "{\"addr\": {\"type\": \"unix\", \"path\": \"$nsock\"}}")" "second start"
+expect_eq "Cannot find device='' nor node-name='nope'" \
+	"$(q_err block-export-add '{"type": "nbd", "id": "e0", "node-name": "nope"}')" "unknown node"
+expect_eq "Bitmap 'nope' is not found" \
+	"$(q_err block-export-add "{\"type\": \"nbd\", \"id\": \"e0\", \"node-name\": \"$node\", \"bitmaps\": [\"nope\"]}")" \
+	"unknown bitmap"
+q_err block-export-add "{\"type\": \"nbd\", \"id\": \"e0\", \"node-name\": \"$node\", \"writable\": true}" |
+	grep -q "read-only"
+ok $? "writable: true refused"
+q_ok block-export-add "{\"type\": \"nbd\", \"id\": \"e0\", \"node-name\": \"$node\", \"name\": \"vda\", \"bitmaps\": [\"b0\"]}"
+ok $? "block-export-add with bitmap b0"
+expect_eq "Block export id 'e0' is already in use" \
+	"$(q_err block-export-add "{\"type\": \"nbd\", \"id\": \"e0\", \"node-name\": \"$node\"}")" "same id"
+expect_eq '[{"type":"nbd","id":"e0","node-name":"bnbd0","shutting-down":false}]' \
+	"$(q query-block-exports | jq -c .return)" "query-block-exports"
+expect_eq "backup running" "$(q query-jobs | jq -r '.return[] | select(.id == "e0") | "\(.type) \(.status)"')" \
+	"a fleecing job of the export's id runs"
+expect_eq "true" "$(bm_field $node b0 busy)" "b0 is busy (frozen) while exported"
+
+lap "export"
+
+# the device is written after the instant: the export must not see it
+pio 0x99 8M 2M
+pio 0x99 0 64k
+pio 0x99 15M 1M
+dd if=/dev/urandom of=$dev bs=64k count=4 seek=100 oflag=direct status=none
+
+lap "writes"
+nbdinfo --list "nbd+unix:///?socket=$nsock" >"$out/list.txt" 2>&1
+grep -q "qemu:dirty-bitmap:b0" "$out/list.txt" && grep -q "base:allocation" "$out/list.txt" &&
+	grep -q "export=\"vda\"\|export: vda\|vda" "$out/list.txt"
+ok $? "nbdinfo --list: the export and both contexts"
+expect_eq "0 16777216 0 data" "$(nbdinfo --map "$uri" | awk '{print $1, $2, $3, $4}' | xargs)" \
+	"nbdinfo --map: base:allocation is all data"
+nbdinfo --map=qemu:dirty-bitmap:b0 --json "$uri" >"$out/map.json"
+expect_eq "8388608:1048576 12582912:65536 13631488:65536" \
+	"$(jq -r '.[] | select(.type == 1) | "\(.offset):\(.length)"' "$out/map.json" | xargs)" \
+	"nbdinfo --map=qemu:dirty-bitmap:b0: the frozen bitmap"
+expect_eq "16777216" "$(jq '[.[].length] | add' "$out/map.json")" "the map covers the export"
+lap "nbdinfo"
+qemu-img map --output=json --image-opts "$img,x-dirty-bitmap=qemu:dirty-bitmap:b0" >"$out/qmap.json"
+expect_eq "8388608:1048576 12582912:65536 13631488:65536" \
+	"$(jq -r '.[] | select(.data == false) | "\(.start):\(.length)"' "$out/qmap.json" | xargs)" \
+	"qemu-img map x-dirty-bitmap: dirty shows as data:false"
+qemu-io -r --image-opts "$img" -c 'read -P 0x33 8M 1M' -c 'read -P 0x11 9M 1M' \
+	-c 'read -P 0x11 0 64k' -c 'read -P 0x44 12M 64k' -c 'read -P 0x11 15M 1M' >"$out/qio.txt" 2>&1 &&
+	! grep -q "Pattern verification failed\|error" "$out/qio.txt"
+ok $? "qemu-io -r: the patterns of the instant, not the later writes"
+lap "qemu-img, qemu-io"
+nbdcopy "$uri" "$out/copy.raw" && cmp "$out/copy.raw" "$out/instant.raw"
+ok $? "nbdcopy of the export while the device was written = the instant"
+
+lap "nbdcopy"
+
+# python3-libnbd: incremental pull, read-only errors, several clients, hostile input
+cp "$out/full.raw" "$out/inc.raw"
+python3 "$(dirname "$0")/nbd_client.py" "$nsock" vda b0 "$out/instant.raw" "$out/dirty.txt" \
+	"$out/inc.raw" >"$out/py.txt" 2>&1
+while read -r res desc; do
+	case $res in
+	PASS) ok 0 "libnbd: $desc" ;;
+	FAIL) ok 1 "libnbd: $desc" ;;
+	*) ok 1 "libnbd: $res $desc" ;;
+	esac
+done <"$out/py.txt"
+[ "$(grep -c '^PASS' "$out/py.txt")" -ge 20 ]
+ok $? "the libnbd client ran every check"
+lap "libnbd"
+
+# deleting the export ends the job; every dirty cluster was read: b0 keeps only later writes
+expect_eq "true" "$(q query-jobs | jq '[.return[] | select(.id == "e0")] | length == 1')" \
+	"bsyncd survived the hostile clients with its job"
+hold 60000 "$out/in1"
+expect_eq "export 'e0' still in use" "$(q_err block-export-del '{"id": "e0"}')" "safe delete with a client"
+kill $sh_pid; wait $sh_pid 2>/dev/null
+qmp-exec "$BSYNCD_SOCK" '{"execute": "block-export-del", "arguments": {"id": "e0"}}' \
+	--until BLOCK_JOB_COMPLETED 20 >"$out/ev.txt"
+grep -q '"BLOCK_EXPORT_DELETED".*"e0"' "$out/ev.txt" && ! grep -q '"error"' "$out/ev.txt"
+ok $? "block-export-del: BLOCK_EXPORT_DELETED, the job completes"
+expect_eq "false" "$(bm_field $node b0 busy)" "b0 no longer busy"
+# writes after the instant: 8M..10M (32 clusters), 0 (1), 15M..16M (16), 6.25M..6.5M (4)
+expect_eq "53" "$(bm_count $node b0)" "on success b0 holds only what was written after the instant"
+expect_eq "[]" "$(q query-block-exports | jq -c .return)" "no export left"
+
+lap "delete"
+
+# a second export whose client does not read everything: the job fails, b0 keeps its bits
+q_ok block-export-add "{\"type\": \"nbd\", \"id\": \"e1\", \"node-name\": \"$node\", \"name\": \"vda\", \"bitmaps\": [\"b0\"]}"
+ok $? "a second export"
+qemu-io -r --image-opts "$img" -c 'read 0 1M' >/dev/null
+qmp-exec "$BSYNCD_SOCK" '{"execute": "block-export-del", "arguments": {"id": "e1", "mode": "hard"}}' \
+	--until BLOCK_JOB_COMPLETED 20 >"$out/ev1.txt"
+grep -q '"error".*not read every dirty\|not read every dirty.*"error"\|before clients read every' "$out/ev1.txt"
+ok $? "export deleted before every dirty cluster was read: the job fails, saying why"
+expect_eq "53" "$(bm_count $node b0)" "on failure b0 keeps its bits"
+
+# hard delete with a client connected, and job-cancel
+q_ok block-export-add "{\"type\": \"nbd\", \"id\": \"e2\", \"node-name\": \"$node\", \"name\": \"vda\"}"
+hold 60000 "$out/in2"
+qmp-exec "$BSYNCD_SOCK" '{"execute": "job-cancel", "arguments": {"id": "e2"}}' \
+	--until BLOCK_JOB_CANCELLED 20 >"$out/ev2.txt"
+grep -q BLOCK_EXPORT_DELETED "$out/ev2.txt" && grep -q BLOCK_JOB_CANCELLED "$out/ev2.txt"
+ok $? "job-cancel drops the export's client and deletes the export"
+kill $sh_pid 2>/dev/null; wait $sh_pid 2>/dev/null
+expect_eq "Export 'e2' is not found" "$(q_err block-export-del '{"id": "e2"}')" "unknown export"
+bsyncctl --socket "$BSYNCD_SOCK" export add $node --id e3 --name vda --bitmap b0
+ok $? "bsyncctl export add"
+expect_eq "e3 $node nbd" "$(bsyncctl --socket "$BSYNCD_SOCK" export list | awk 'NR == 2 {print $1, $2, $3}')" \
+	"bsyncctl export list"
+expect_eq "bsyncctl: export remove nope: Export 'nope' is not found" \
+	"$(bsyncctl --socket "$BSYNCD_SOCK" export remove nope 2>&1)" "bsyncctl export remove: the daemon's error"
+qmp-exec "$BSYNCD_SOCK" '{"execute": "nbd-server-stop"}' --until BLOCK_JOB_COMPLETED 20 >"$out/ev3.txt"
+grep -q BLOCK_EXPORT_DELETED "$out/ev3.txt" && [ ! -e "$nsock" ]
+ok $? "nbd-server-stop deletes the exports and the socket"
+q_ok bsync-device-remove "{\"node-name\": \"$node\"}"
+ok $? "the device can be removed afterwards"
+lap "the rest"
+bsyncd_stop
+ok $? "bsyncd exits 0"
+tap_done
