@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -886,8 +887,12 @@ static void accept_one(void)
 	pthread_attr_t a;
 	int fd = accept4(S.listen_fd, NULL, NULL, SOCK_CLOEXEC), one = 1;
 
-	if (fd < 0)
+	if (fd < 0) {
+		/* out of descriptors or memory: the connection waits, do not spin */
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			usleep(100000);
 		return;
+	}
 	pthread_mutex_lock(&S.mu);
 	if (S.nclients >= (int)S.max_conn || !(c = calloc(1, sizeof(*c)))) {
 		pthread_mutex_unlock(&S.mu);
@@ -1015,6 +1020,7 @@ static int listen_unix(const char *path, char *err, size_t errlen)
 
 int nbd_server_start(const struct nbd_server_opts *o, char *err, size_t errlen)
 {
+	struct rlimit rl;
 	int fd, r;
 
 	if (S.running) {
@@ -1031,6 +1037,18 @@ int nbd_server_start(const struct nbd_server_opts *o, char *err, size_t errlen)
 	S.listen_fd = fd;
 	S.max_conn = o->max_connections && o->max_connections < NBD_MAX_CONNECTIONS_CAP ?
 		     o->max_connections : NBD_MAX_CONNECTIONS_CAP;
+	/* the connections must leave the rest of the daemon descriptors to work with */
+	if (!getrlimit(RLIMIT_NOFILE, &rl)) {
+		if (rl.rlim_cur < rl.rlim_max && rl.rlim_cur < 2 * NBD_MAX_CONNECTIONS_CAP) {
+			rl.rlim_cur = rl.rlim_max < 2 * NBD_MAX_CONNECTIONS_CAP ? rl.rlim_max :
+				      2 * NBD_MAX_CONNECTIONS_CAP;
+			setrlimit(RLIMIT_NOFILE, &rl);
+			getrlimit(RLIMIT_NOFILE, &rl);
+		}
+		if (rl.rlim_cur < S.max_conn + NBD_FD_RESERVE)
+			S.max_conn = rl.rlim_cur > 2 * NBD_FD_RESERVE ?
+				     (unsigned)(rl.rlim_cur - NBD_FD_RESERVE) : NBD_FD_RESERVE / 2;
+	}
 	S.unix_path = o->unix_path ? strdup(o->unix_path) : NULL;
 	r = pthread_create(&S.acceptor, NULL, accept_thread, NULL);
 	if (r) {

@@ -100,6 +100,7 @@
 #define NBD_HANDSHAKE_MAX_S	60		/* the whole handshake */
 #define NBD_SEND_TIMEOUT_S	30
 #define NBD_MAX_CONNECTIONS_CAP	1000
+#define NBD_FD_RESERVE		256		/* descriptors kept for the rest of the daemon */
 
 /* Context IDs handed out by SET_META_CONTEXT. */
 #define NBD_META_ID_BASE_ALLOCATION 1

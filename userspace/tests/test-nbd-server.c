@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -280,6 +281,16 @@ static int reply(int fd, uint64_t cookie, uint8_t *buf, uint64_t base, uint32_t 
 	}
 }
 
+static int connections(void)
+{
+	int n;
+
+	pthread_mutex_lock(&S.mu);
+	n = S.nclients;
+	pthread_mutex_unlock(&S.mu);
+	return n;
+}
+
 static struct nbd_exp ex;
 static uint8_t *data;
 
@@ -475,6 +486,55 @@ static void test_server(void)
 	for (i = 0; i < 100 && nbd_server_clients(&ex); i++)
 		usleep(10000);
 	tap_ok(good_read(), "served again once they left");
+
+	/* 1000 connections at once (the cap without max-connections) */
+	nbd_server_stop();
+	{
+		struct rlimit rl;
+		int cap, *many;
+
+		/*
+		 * Both ends are in this process: with fewer than twice the
+		 * descriptors, a smaller limit stands in for the cap.
+		 */
+		getrlimit(RLIMIT_NOFILE, &rl);
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		o.max_connections = rl.rlim_cur < 2 * (NBD_MAX_CONNECTIONS_CAP + NBD_FD_RESERVE) ?
+				    (unsigned)(rl.rlim_cur / 2 - NBD_FD_RESERVE) : 0;
+		r = nbd_server_start(&o, err, sizeof(err));
+		cap = (int)S.max_conn;
+		many = calloc((size_t)cap, sizeof(int));
+		tap_ok(r == 0 && cap == (o.max_connections ? (int)o.max_connections :
+					 NBD_MAX_CONNECTIONS_CAP),
+		       "restarted with %s: cap %d (descriptors %llu)",
+		       o.max_connections ? "a limit the descriptors allow" : "no limit", cap,
+		       (unsigned long long)rl.rlim_cur);
+		for (i = 0, n = 0; i < cap; i++) {
+			many[i] = conn();
+			n += many[i] >= 0;
+		}
+		for (i = 0; i < 500 && connections() < cap; i++)
+			usleep(10000);
+		tap_ok(n == cap && connections() == cap, "%d idle connections held (%d)", cap,
+		       connections());
+		fd = good_client();
+		tap_ok(fd < 0, "one more is closed");
+		if (fd >= 0)
+			close(fd);
+		for (i = 0; i < 10; i++)
+			close(many[i]);
+		for (i = 0; i < 500 && connections() > cap - 10; i++)
+			usleep(10000);
+		tap_ok(good_read(), "served once some left");
+		for (i = 10; i < cap; i++)
+			if (many[i] >= 0)
+				close(many[i]);
+		free(many);
+		for (i = 0; i < 500 && connections(); i++)
+			usleep(10000);
+		tap_ok(connections() == 0, "all gone: every connection's thread ended");
+	}
 
 	/* hard removal drops a connected client */
 	fd = good_client();
