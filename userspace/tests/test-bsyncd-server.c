@@ -210,6 +210,43 @@ int main(void)
 		       "Job not found"), "job-cancel of an unknown job: %s", d);
 	tap_ok(!strcmp(ask(fd, "{\"execute\": \"block-job-cancel\", \"arguments\": {\"device\": \"nope\"}}\n", d, sizeof(d)),
 		       "Block job 'nope' not found"), "block-job-cancel of an unknown job: %s", d);
+	/* the NBD server's commands (no dm needed without exports) */
+	{
+		char req[512], nsock[128];
+
+		snprintf(nsock, sizeof(nsock), "%s.nbd", path);
+		tap_ok(!strcmp(ask(fd, "{\"execute\": \"nbd-server-stop\"}\n", d, sizeof(d)),
+			       "NBD server not running"), "nbd-server-stop before a start: %s", d);
+		tap_ok(!strcmp(ask(fd, "{\"execute\": \"nbd-server-start\", \"arguments\": {\"addr\": {}}}\n",
+				   d, sizeof(d)), "Parameter 'addr.type' is missing"), "addr without type: %s", d);
+		tap_ok(!strcmp(ask(fd, "{\"execute\": \"nbd-server-start\", \"arguments\": {\"addr\": {\"type\": \"tcp\"}}}\n",
+				   d, sizeof(d)), "Parameter 'addr.type' does not accept value 'tcp'"),
+		       "unknown addr type: %s", d);
+		snprintf(req, sizeof(req), "{\"execute\": \"nbd-server-start\", \"arguments\": {\"addr\": "
+			 "{\"type\": \"unix\", \"path\": \"%s\"}, \"tls-creds\": \"t0\"}}\n", nsock);
+		tap_ok(!strncmp(ask(fd, req, d, sizeof(d)), "TLS is not supported", 20), "tls-creds: %s", d);
+		tap_ok(!strncmp(ask(fd, "{\"execute\": \"nbd-server-start\", \"arguments\": {\"addr\": "
+				    "{\"type\": \"inet\", \"host\": \"127.0.0.1\", \"port\": \"0\"}}}\n",
+				    d, sizeof(d)), "NBD over TCP needs TLS", 22), "inet without the opt-in: %s", d);
+		/* QEMU's SocketAddressLegacy form */
+		snprintf(req, sizeof(req), "{\"execute\": \"nbd-server-start\", \"arguments\": {\"addr\": "
+			 "{\"type\": \"unix\", \"data\": {\"path\": \"%s\"}}, \"max-connections\": 4}}\n", nsock);
+		tap_ok(!strcmp(ask(fd, req, d, sizeof(d)), "(no error)") && access(nsock, F_OK) == 0,
+		       "nbd-server-start, legacy addr: %s", d);
+		tap_ok(!strcmp(ask(fd, req, d, sizeof(d)), "NBD server already running"), "again: %s", d);
+		tap_ok(!strcmp(ask(fd, "{\"execute\": \"query-block-exports\"}\n", d, sizeof(d)), "(no error)"),
+		       "query-block-exports");
+		tap_ok(!strcmp(ask(fd, "{\"execute\": \"block-export-del\", \"arguments\": {\"id\": \"x\"}}\n",
+				   d, sizeof(d)), "Export 'x' is not found"), "block-export-del: %s", d);
+		tap_ok(!strcmp(ask(fd, "{\"execute\": \"block-export-add\", \"arguments\": {\"type\": \"nbd\", "
+				   "\"id\": \"1x\", \"node-name\": \"n\"}}\n", d, sizeof(d)),
+			       "Invalid block export id"), "block-export-add, bad id: %s", d);
+		tap_ok(!strcmp(ask(fd, "{\"execute\": \"block-export-add\", \"arguments\": {\"type\": \"fuse\", "
+				   "\"id\": \"x\", \"node-name\": \"n\"}}\n", d, sizeof(d)),
+			       "Parameter 'type' does not accept value 'fuse'"), "block-export-add, fuse: %s", d);
+		tap_ok(!strcmp(ask(fd, "{\"execute\": \"nbd-server-stop\"}\n", d, sizeof(d)), "(no error)") &&
+		       access(nsock, F_OK) != 0, "nbd-server-stop removes the socket");
+	}
 	raw_send(fd, "{\"execute\": \"block-job-cancel\", \"arguments\": {\"device\": \"nope\"}}\n");
 	tap_ok(raw_line(fd, line, sizeof(line)) && strstr(line, "\"class\":\"DeviceNotActive\""),
 	       "block-job-* error class DeviceNotActive");
