@@ -7,7 +7,7 @@
  * fleecing job (backup.h, backup_fleece()) that holds the instant, and the
  * export's bitmap context is the bitmap frozen then; deleting the export
  * ends the job, whose end applies the bitmap rule.  The protocol is
- * nbd-server.c's.
+ * nbd-server.h's.
  *
  * The commands are called with the daemon lock held, like every QMP
  * command; 0 or -1 with e set.

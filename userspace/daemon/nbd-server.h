@@ -4,7 +4,8 @@
  * per connection, the fixed-newstyle handshake and the transmission phase
  * of a read-only export (READ, BLOCK_STATUS with `base:allocation` and
  * `qemu:dirty-bitmap:NAME`, DISC; writes get EPERM).  What an export is
- * (a point-in-time view, its job) is nbd-export.c's.
+ * (a point-in-time view, its job) is nbd-export.c's; the server's own
+ * files are listed in nbd-server-internal.h.
  *
  * Everything here takes its own lock (never the daemon lock), so it may be
  * called with or without the daemon lock held.

@@ -20,7 +20,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "../daemon/nbd-handshake.c"
 #include "../daemon/nbd-server.c"
+#include "../daemon/nbd-transmission.c"
 #include "tap.h"
 
 #define MiB (1u << 20)
