@@ -74,39 +74,35 @@ static inline uint64_t get64(const uint8_t *p)
 	return (uint64_t)get32(p) << 32 | get32(p + 4);
 }
 
-/* Whole reads and writes; -1 on EOF, error or timeout (the connection is over). */
-static inline int recv_full(int fd, void *buf, size_t n)
+/*
+ * Whole reads and writes on a connection's socket: into in, or out of out
+ * (the other NULL).  -1 on EOF, error or timeout (the connection is over).
+ */
+static inline int sock_full(int fd, void *in, const void *out, size_t n)
 {
-	uint8_t *p = buf;
+	size_t done = 0;
 
-	while (n) {
-		ssize_t r = recv(fd, p, n, 0);
+	while (done < n) {
+		ssize_t r = in ? recv(fd, (uint8_t *)in + done, n - done, 0) :
+				 send(fd, (const uint8_t *)out + done, n - done, MSG_NOSIGNAL);
 
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
 			return -1;
-		p += r;
-		n -= (size_t)r;
+		done += (size_t)r;
 	}
 	return 0;
 }
 
+static inline int recv_full(int fd, void *buf, size_t n)
+{
+	return sock_full(fd, buf, NULL, n);
+}
+
 static inline int send_full(int fd, const void *buf, size_t n)
 {
-	const uint8_t *p = buf;
-
-	while (n) {
-		ssize_t r = send(fd, p, n, MSG_NOSIGNAL);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
+	return sock_full(fd, NULL, buf, n);
 }
 
 /* nbd-server.c: the exports by name, under the server's lock. */
