@@ -186,6 +186,8 @@ void conn_close(struct cli *c);
  * "bsyncctl: <c->what>: <desc>".
  */
 int conn_exec(struct cli *c, const char *cmd, json_object *args, json_object **ret);
+/* conn_exec() for a command whose only output is the reply, printed with --json. */
+int conn_run(struct cli *c, const char *cmd, json_object *args);
 /*
  * What every argument-less "list" shares: parse, run one query, and with
  * --json print the daemon's reply unchanged. Returns 0 with *ret to draw a

@@ -46,7 +46,7 @@ int cmd_bitmap_add(struct cli *c, const struct cli_cmd *cmd, int argc, char **ar
 	};
 	static const char *const names[] = { "DEVICE", "NAME" };
 	struct add_opts o = { .c = c, .cmd = cmd };
-	json_object *args, *ret;
+	json_object *args;
 	char **pos;
 	int n, r;
 
@@ -68,18 +68,14 @@ int cmd_bitmap_add(struct cli *c, const struct cli_cmd *cmd, int argc, char **ar
 		json_object_object_add(args, "disabled", json_object_new_boolean(true));
 	if (o.persistent)
 		json_object_object_add(args, "persistent", json_object_new_boolean(true));
-	r = conn_exec(c, "block-dirty-bitmap-add", args, &ret);
-	if (!r && c->json)
-		print_json(c, ret);
-	json_object_put(ret);
-	return r;
+	return conn_run(c, "block-dirty-bitmap-add", args);
 }
 
 /* remove, clear, enable, disable */
 int cmd_bitmap_simple(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 {
 	static const char *const names[] = { "DEVICE", "NAME" };
-	json_object *args, *ret;
+	json_object *args;
 	char qcmd[64], **pos;
 	int n, r;
 
@@ -91,17 +87,13 @@ int cmd_bitmap_simple(struct cli *c, const struct cli_cmd *cmd, int argc, char *
 	args = json_object_new_object();
 	json_object_object_add(args, "node", json_object_new_string(pos[0]));
 	json_object_object_add(args, "name", json_object_new_string(pos[1]));
-	r = conn_exec(c, qcmd, args, &ret);
-	if (!r && c->json)
-		print_json(c, ret);
-	json_object_put(ret);
-	return r;
+	return conn_run(c, qcmd, args);
 }
 
 int cmd_bitmap_merge(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 {
 	static const char *const names[] = { "DEVICE", "TARGET", "SOURCE" };
-	json_object *args, *ret, *srcs;
+	json_object *args, *srcs;
 	char **pos;
 	int i, n, r;
 
@@ -116,11 +108,7 @@ int cmd_bitmap_merge(struct cli *c, const struct cli_cmd *cmd, int argc, char **
 	json_object_object_add(args, "node", json_object_new_string(pos[0]));
 	json_object_object_add(args, "target", json_object_new_string(pos[1]));
 	json_object_object_add(args, "bitmaps", srcs);
-	r = conn_exec(c, "block-dirty-bitmap-merge", args, &ret);
-	if (!r && c->json)
-		print_json(c, ret);
-	json_object_put(ret);
-	return r;
+	return conn_run(c, "block-dirty-bitmap-merge", args);
 }
 
 static int add_bitmap_rows(struct cli *c, struct table *t, json_object *node)

@@ -52,7 +52,7 @@ int cmd_device_add(struct cli *c, const struct cli_cmd *cmd, int argc, char **ar
 	static const char *const names[] = { "NAME", "ORIGIN" };
 	char origin[PATH_MAX], metadata[PATH_MAX], **pos;
 	struct device_add_opts o = { 0 };
-	json_object *args, *ret;
+	json_object *args;
 	int n, r;
 
 	r = cli_parse(c, cmd, argc, argv, opts, device_opt, &o, &pos, &n);
@@ -75,17 +75,13 @@ int cmd_device_add(struct cli *c, const struct cli_cmd *cmd, int argc, char **ar
 		device_abspath(o.metadata, metadata, sizeof(metadata));
 		json_object_object_add(args, "metadata", json_object_new_string(metadata));
 	}
-	r = conn_exec(c, "bsync-device-add", args, &ret);
-	if (!r && c->json)
-		print_json(c, ret);
-	json_object_put(ret);
-	return r;
+	return conn_run(c, "bsync-device-add", args);
 }
 
 int cmd_device_remove(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 {
 	static const char *const names[] = { "NAME" };
-	json_object *args, *ret;
+	json_object *args;
 	char **pos;
 	int n, r;
 
@@ -95,11 +91,7 @@ int cmd_device_remove(struct cli *c, const struct cli_cmd *cmd, int argc, char *
 	cli_set_what(c, "device remove %s", pos[0]);
 	args = json_object_new_object();
 	json_object_object_add(args, "node-name", json_object_new_string(pos[0]));
-	r = conn_exec(c, "bsync-device-remove", args, &ret);
-	if (!r && c->json)
-		print_json(c, ret);
-	json_object_put(ret);
-	return r;
+	return conn_run(c, "bsync-device-remove", args);
 }
 
 int cmd_device_list(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)

@@ -34,17 +34,6 @@ static int export_opt(void *arg, int id, const char *val)
 	return 0;
 }
 
-static int export_run(struct cli *c, const char *qcmd, json_object *args)
-{
-	json_object *ret = NULL;
-	int r = conn_exec(c, qcmd, args, &ret);
-
-	if (!r && c->json)
-		print_json(c, ret);
-	json_object_put(ret);
-	return r;
-}
-
 int cmd_export_start(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 {
 	static const struct cli_opt opts[] = {
@@ -107,7 +96,7 @@ int cmd_export_start(struct cli *c, const struct cli_cmd *cmd, int argc, char **
 		}
 		json_object_object_add(args, "max-connections", json_object_new_int64(v));
 	}
-	return export_run(c, "nbd-server-start", args);
+	return conn_run(c, "nbd-server-start", args);
 }
 
 int cmd_export_stop(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
@@ -118,7 +107,7 @@ int cmd_export_stop(struct cli *c, const struct cli_cmd *cmd, int argc, char **a
 	if (r)
 		return r;
 	cli_set_what(c, "export stop");
-	return export_run(c, "nbd-server-stop", NULL);
+	return conn_run(c, "nbd-server-stop", NULL);
 }
 
 int cmd_export_add(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
@@ -154,7 +143,7 @@ int cmd_export_add(struct cli *c, const struct cli_cmd *cmd, int argc, char **ar
 		json_object_array_add(a, json_object_new_string(o.bitmap));
 		json_object_object_add(args, "bitmaps", a);
 	}
-	return export_run(c, "block-export-add", args);
+	return conn_run(c, "block-export-add", args);
 }
 
 int cmd_export_remove(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
@@ -179,7 +168,7 @@ int cmd_export_remove(struct cli *c, const struct cli_cmd *cmd, int argc, char *
 	json_object_object_add(args, "id", json_object_new_string(pos[0]));
 	if (o.hard)
 		json_object_object_add(args, "mode", json_object_new_string("hard"));
-	return export_run(c, "block-export-del", args);
+	return conn_run(c, "block-export-del", args);
 }
 
 int cmd_export_list(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)

@@ -65,7 +65,7 @@ int cmd_job_list(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv
 int cmd_job_verb(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 {
 	static const char *const names[] = { "ID" };
-	json_object *args, *ret;
+	json_object *args;
 	char qcmd[32], **pos;
 	int n, r;
 
@@ -76,11 +76,7 @@ int cmd_job_verb(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv
 	snprintf(qcmd, sizeof(qcmd), "job-%s", cmd->verb);
 	args = json_object_new_object();
 	json_object_object_add(args, "id", json_object_new_string(pos[0]));
-	r = conn_exec(c, qcmd, args, &ret);
-	if (!r && c->json)
-		print_json(c, ret);
-	json_object_put(ret);
-	return r;
+	return conn_run(c, qcmd, args);
 }
 
 /*

@@ -105,6 +105,17 @@ int conn_exec(struct cli *c, const char *cmd, json_object *args, json_object **r
 	return EXIT_PROTOCOL;
 }
 
+int conn_run(struct cli *c, const char *cmd, json_object *args)
+{
+	json_object *ret = NULL;
+	int r = conn_exec(c, cmd, args, &ret);
+
+	if (!r && c->json)
+		print_json(c, ret);
+	json_object_put(ret);
+	return r;
+}
+
 int conn_event(struct cli *c, int timeout_ms, json_object **ev)
 {
 	char err[512];
