@@ -146,6 +146,10 @@ int table_add(struct table *t, const char *const *row);
 /* Print with two spaces between columns, no trailing blanks. */
 void table_print(const struct table *t, FILE *f);
 void table_free(struct table *t);
+/* A list's row: table_add(), or "NOUN VERB: <error>" printed and EXIT_FAILED. */
+int list_row(struct cli *c, const struct cli_cmd *cmd, struct table *t, const char *const *row);
+/* A list's end: the table printed unless -q or r, then it and the reply freed; r. */
+int list_end(struct cli *c, struct table *t, json_object *ret, int r);
 
 /* The daemon's data unchanged, pretty-printed, then a newline. */
 void print_json(struct cli *c, json_object *o);

@@ -2,7 +2,6 @@
 /*
  * bsyncctl device add|remove|list.
  */
-#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,15 +121,9 @@ int cmd_device_list(struct cli *c, const struct cli_cmd *cmd, int argc, char **a
 		row[1] = fmt_size_c(c, (uint64_t)jint(o, "size"), size, sizeof(size));
 		row[2] = nbm;
 		row[3] = jstr(o, "file");
-		if (table_add(&t, row)) {
-			r = EXIT_FAILED;
-			cli_error(c, "device list: %s", strerror(ENOMEM));
+		r = list_row(c, cmd, &t, row);
+		if (r)
 			break;
-		}
 	}
-	if (!c->quiet && !r)
-		table_print(&t, c->out);
-	table_free(&t);
-	json_object_put(ret);
-	return r;
+	return list_end(c, &t, ret, r);
 }

@@ -3,7 +3,6 @@
  * bsyncctl export start|stop|add|remove|list: pull-mode backups over NBD
  * (nbd-server-start/-stop, block-export-add/-del, query-block-exports).
  */
-#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,15 +194,9 @@ int cmd_export_list(struct cli *c, const struct cli_cmd *cmd, int argc, char **a
 		row[0] = jstr(o, "id");
 		row[1] = jstr(o, "node-name");
 		row[2] = jstr(o, "type");
-		if (table_add(&t, row)) {
-			r = EXIT_FAILED;
-			cli_error(c, "export list: %s", strerror(ENOMEM));
+		r = list_row(c, cmd, &t, row);
+		if (r)
 			break;
-		}
 	}
-	if (!c->quiet && !r)
-		table_print(&t, c->out);
-	table_free(&t);
-	json_object_put(ret);
-	return r;
+	return list_end(c, &t, ret, r);
 }

@@ -190,6 +190,23 @@ void table_free(struct table *t)
 	t->nrows = t->cap = 0;
 }
 
+int list_row(struct cli *c, const struct cli_cmd *cmd, struct table *t, const char *const *row)
+{
+	if (!table_add(t, row))
+		return 0;
+	cli_error(c, "%s %s: %s", cmd->noun, cmd->verb, strerror(ENOMEM));
+	return EXIT_FAILED;
+}
+
+int list_end(struct cli *c, struct table *t, json_object *ret, int r)
+{
+	if (!c->quiet && !r)
+		table_print(t, c->out);
+	table_free(t);
+	json_object_put(ret);
+	return r;
+}
+
 void print_json(struct cli *c, json_object *o)
 {
 	const char *s = o ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
