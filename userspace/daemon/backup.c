@@ -534,6 +534,38 @@ static int take_point_in_time(struct backup_job *b, const struct backup_args *a,
 	return 0;
 }
 
+/* A job for device, its node's info into info, before the point in time: NULL with e set. */
+static struct backup_job *backup_new(const char *device, const char *bitmap,
+				     enum sync_mode sync, enum bitmap_mode bmode,
+				     struct node_info *info, struct qerr *e)
+{
+	struct backup_job *b;
+	char err[512] = "";
+
+	if (node_get_info(device, info, err, sizeof(err))) {
+		qerr_set(e, "%s", err);
+		return NULL;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b) {
+		qerr_set(e, "out of memory");
+		return NULL;
+	}
+	b->sync = sync;
+	b->bmode = bmode;
+	b->node = strdup(device);
+	b->bitmap = bitmap ? strdup(bitmap) : NULL;
+	b->inject_skip = -1;
+	b->set.size = info->size;
+	b->set.cluster = BACKUP_CLUSTER_MIN;
+	if (!b->node || (bitmap && !b->bitmap)) {
+		qerr_set(e, "out of memory");
+		backup_discard(b);
+		return NULL;
+	}
+	return b;
+}
+
 struct backup_job *backup_prepare(const struct backup_args *a, struct qerr *e)
 {
 	const char *id = a->job_id ? a->job_id : a->device;
@@ -542,36 +574,20 @@ struct backup_job *backup_prepare(const struct backup_args *a, struct qerr *e)
 	struct node_info info;
 	enum sync_mode sync = SYNC_FULL;
 	enum bitmap_mode bmode = BM_ON_SUCCESS;
-	char err[512] = "";
 	struct meter t0;
 
 	meter_start(&t0);
 	if (check_backup_args(a, id, &sync, &bmode, e))
 		return NULL;
-	if (node_get_info(a->device, &info, err, sizeof(err))) {
-		qerr_set(e, "%s", err);
+	b = backup_new(a->device, a->bitmap, sync, bmode, &info, e);
+	if (!b)
 		return NULL;
-	}
-
-	b = calloc(1, sizeof(*b));
-	if (!b) {
-		qerr_set(e, "out of memory");
-		return NULL;
-	}
 	b->t0 = t0;
-	b->sync = sync;
-	b->bmode = bmode;
-	b->node = strdup(a->device);
 	b->target = strdup(a->target);
-	b->set.size = info.size;
-	b->inject_skip = -1;
-	b->set.cluster = BACKUP_CLUSTER_MIN;
-	if (a->bitmap) {
-		b->bitmap = strdup(a->bitmap);
-		if (!node_find_bitmap(a->device, a->bitmap, &bm) && bm.granularity > b->set.cluster)
-			b->set.cluster = bm.granularity;
-	}
-	if (!b->node || !b->target || (a->bitmap && !b->bitmap)) {
+	if (a->bitmap && !node_find_bitmap(a->device, a->bitmap, &bm) &&
+	    bm.granularity > b->set.cluster)
+		b->set.cluster = bm.granularity;
+	if (!b->target) {
 		qerr_set(e, "out of memory");
 		goto bad;
 	}
@@ -700,32 +716,15 @@ struct backup_job *backup_fleece(const char *job_id, const char *device, const c
 	if (check_job_slot(device, job_id, e) ||
 	    (bitmap && check_fleece_bitmap(device, bitmap, &bm, e)))
 		return NULL;
-	if (node_get_info(device, &info, err, sizeof(err))) {
-		qerr_set(e, "%s", err);
+	b = backup_new(device, bitmap, SYNC_NONE, BM_ON_SUCCESS, &info, e);
+	if (!b)
 		return NULL;
-	}
-	b = calloc(1, sizeof(*b));
-	if (!b) {
-		qerr_set(e, "out of memory");
-		return NULL;
-	}
 	meter_start(&b->t0);
-	b->sync = SYNC_NONE;
-	b->bmode = BM_ON_SUCCESS;
-	b->node = strdup(device);
-	b->bitmap = bitmap ? strdup(bitmap) : NULL;
-	b->inject_skip = -1;
-	b->set.size = info.size;
-	b->set.cluster = BACKUP_CLUSTER_MIN;
 	if (bm.granularity > b->set.cluster)
 		b->set.cluster = bm.granularity;
 	b->fleecing = true;
 	b->on_cancel = on_cancel;
 	b->cancel_arg = arg;
-	if (!b->node || (bitmap && !b->bitmap)) {
-		qerr_set(e, "out of memory");
-		goto bad;
-	}
 	if (take_point_in_time(b, &(struct backup_args){ .sync = "none" }, &info, e))
 		goto bad;
 	/* the frozen bitmap's runs, exact to its granularity */
