@@ -33,6 +33,26 @@ static int export_opt(void *arg, int id, const char *val)
 	return 0;
 }
 
+/*
+ * The options, then exactly one argument (names[0] in the usage) into
+ * *arg, and "export VERB ARG" as what failed: 0 or an exit status.
+ */
+static int export_parse_one(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv,
+			    const struct cli_opt *opts, const char *const *names,
+			    struct export_opts *o, const char **arg)
+{
+	char **pos;
+	int n, r = cli_parse(c, cmd, argc, argv, opts, export_opt, o, &pos, &n);
+
+	if (!r)
+		r = cli_want_args(c, cmd, n, 1, 1, names);
+	if (r)
+		return r;
+	*arg = pos[0];
+	cli_set_what(c, "export %s %s", cmd->verb, pos[0]);
+	return 0;
+}
+
 int cmd_export_start(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 {
 	static const struct cli_opt opts[] = {
@@ -119,20 +139,16 @@ int cmd_export_add(struct cli *c, const struct cli_cmd *cmd, int argc, char **ar
 	};
 	static const char *const names[] = { "DEVICE" };
 	struct export_opts o = { 0 };
+	const char *device;
 	json_object *args;
-	char **pos;
-	int n, r;
+	int r = export_parse_one(c, cmd, argc, argv, opts, names, &o, &device);
 
-	r = cli_parse(c, cmd, argc, argv, opts, export_opt, &o, &pos, &n);
-	if (!r)
-		r = cli_want_args(c, cmd, n, 1, 1, names);
 	if (r)
 		return r;
-	cli_set_what(c, "export add %s", pos[0]);
 	args = json_object_new_object();
 	json_object_object_add(args, "type", json_object_new_string("nbd"));
-	json_object_object_add(args, "id", json_object_new_string(o.id ? o.id : pos[0]));
-	json_object_object_add(args, "node-name", json_object_new_string(pos[0]));
+	json_object_object_add(args, "id", json_object_new_string(o.id ? o.id : device));
+	json_object_object_add(args, "node-name", json_object_new_string(device));
 	if (o.name)
 		json_object_object_add(args, "name", json_object_new_string(o.name));
 	json_object_object_add(args, "writable", json_object_new_boolean(false));
@@ -153,18 +169,14 @@ int cmd_export_remove(struct cli *c, const struct cli_cmd *cmd, int argc, char *
 	};
 	static const char *const names[] = { "ID" };
 	struct export_opts o = { 0 };
+	const char *id;
 	json_object *args;
-	char **pos;
-	int n, r;
+	int r = export_parse_one(c, cmd, argc, argv, opts, names, &o, &id);
 
-	r = cli_parse(c, cmd, argc, argv, opts, export_opt, &o, &pos, &n);
-	if (!r)
-		r = cli_want_args(c, cmd, n, 1, 1, names);
 	if (r)
 		return r;
-	cli_set_what(c, "export remove %s", pos[0]);
 	args = json_object_new_object();
-	json_object_object_add(args, "id", json_object_new_string(pos[0]));
+	json_object_object_add(args, "id", json_object_new_string(id));
 	if (o.hard)
 		json_object_object_add(args, "mode", json_object_new_string("hard"));
 	return conn_run(c, "block-export-del", args);
