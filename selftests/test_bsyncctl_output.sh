@@ -67,8 +67,10 @@ expect_eq "$(json_bitmaps)" "$(table_bitmaps)" "bitmap list --bytes holds the sa
 expect_eq "out0    a          64 KiB  4 MiB  yes        no    no          no" "$(bsyncctl bitmap list $node | sed -n 2p)" \
 	"bitmap list row in human units"
 
-bsyncctl backup $node "$dir/slow.qcow2" --sync incremental --bitmap a --speed 1M --no-auto-dismiss >/dev/null
-ok $? "slow incremental started"
+# Paused at once, so that it cannot end between two looks on a busy host.
+bsyncctl backup $node "$dir/slow.qcow2" --sync incremental --bitmap a --speed 512k --no-auto-dismiss >/dev/null &&
+	bsyncctl job pause $node
+ok $? "slow incremental started and paused"
 qemu-io -f raw -t none -c "write 20M 64k" /dev/mapper/$node >/dev/null
 json_ok bitmap list $node
 expect_eq "a 65536 4194304 yes yes
@@ -81,8 +83,8 @@ json_ok job list
 ok $? "job list --json parses with json-c"
 expect_eq "$node backup" "$(jq -r '.[] | "\(.id) \(.type)"' "$dir/j")" "job list --json: id and type"
 expect_eq "$node backup" "$(bsyncctl job list | awk 'NR == 2 {print $1, $2}')" "job list table: id and type"
-bsyncctl job wait $node >/dev/null
-ok $? "job wait"
+bsyncctl job resume $node && bsyncctl job wait $node >/dev/null
+ok $? "job resume, job wait"
 json_ok job list
 expect_eq "$node backup concluded 4194304 4194304 100% -" \
 	"$(jq -r '.[] | "\(.id) \(.type) \(.status) \(."current-progress") \(."total-progress") 100% \(.error // "-")"' "$dir/j")" \
