@@ -29,6 +29,9 @@ FIXTURE(data) {
 
 FIXTURE_SETUP(data)
 {
+	self->origin = NULL;
+	if (!bt_wanted(_metadata->name))
+		BT_SKIP_SETUP("not in $BSYNC_TESTS");
 	self->origin = bt_disk(0);
 	if (!self->origin)
 		BT_SKIP_SETUP("no scratch disk (run under scripts/vm-run --disk)");
