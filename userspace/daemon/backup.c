@@ -45,7 +45,6 @@ struct backup_job {
 	int inject_skip, inject_errno;	/* -1: none */
 	bool created;		/* the target was made for the job (not mode=existing) */
 	/* fleecing: the owner ends the job (backup_fleece_end) or is told of a cancel */
-	bool fleecing;		/* a backup_fleece() job: it holds the view, copies nothing */
 	bool fleece_over, fleece_ok;
 	char *fleece_why;
 	void (*on_cancel)(void *arg);
@@ -353,17 +352,9 @@ static void backup_free(struct job *job)
 	free(b);
 }
 
-static int fleece_run(struct job *job);
-
-/* The job's thread: a copy (drive-backup), or the view held while it is exported. */
-static int backup_job_run(struct job *job)
-{
-	return ((struct backup_job *)job)->fleecing ? fleece_run(job) : backup_run(job);
-}
-
 static const struct job_driver backup_driver = {
 	.type = "backup",
-	.run = backup_job_run,
+	.run = backup_run,
 	.commit = backup_commit,
 	.abort = backup_abort,
 	.clean = backup_clean,
@@ -678,6 +669,16 @@ static int fleece_run(struct job *job)
 	return r ? r : ok ? 0 : -EIO;
 }
 
+/* A backup's driver but for its thread: it holds the view while exported, copies nothing. */
+static const struct job_driver fleece_driver = {
+	.type = "backup",
+	.run = fleece_run,
+	.commit = backup_commit,
+	.abort = backup_abort,
+	.clean = backup_clean,
+	.free = backup_free,
+};
+
 /* QEMU's nbd_export_create() checks of an exported bitmap. */
 static int check_fleece_bitmap(const char *device, const char *bitmap, struct node_bitmap *bm,
 			       struct qerr *e)
@@ -722,7 +723,6 @@ struct backup_job *backup_fleece(const char *job_id, const char *device, const c
 	meter_start(&b->t0);
 	if (bm.granularity > b->set.cluster)
 		b->set.cluster = bm.granularity;
-	b->fleecing = true;
 	b->on_cancel = on_cancel;
 	b->cancel_arg = arg;
 	if (take_point_in_time(b, &(struct backup_args){ .sync = "none" }, &info, e))
@@ -735,7 +735,7 @@ struct backup_job *backup_fleece(const char *job_id, const char *device, const c
 			goto bad;
 		}
 	}
-	if (job_init(&b->job, &backup_driver, job_id, device, true, true, e)) {
+	if (job_init(&b->job, &fleece_driver, job_id, device, true, true, e)) {
 		b->on_cancel = NULL;
 		goto bad;
 	}
