@@ -3,11 +3,14 @@
 # data of clusters the guest overwrites until it is cancelled; a job whose
 # scratch store fills up (break-snapshot) fails instead of writing a wrong
 # image, and its bitmap follows the rule; a top backup copies only what was
-# allocated.
+# allocated. The default stores are made where users have them: on ext4
+# (a file system with O_DIRECT, so their loop devices do direct I/O).
 . "$(dirname "$0")/lib.sh"
+BSYNCD_STORE=$(mktemp -d /tmp/bsyncd-cbw-store.XXXXXX)
 . "$(dirname "$0")/bsyncd-lib.sh"
 
 disk=${BSYNC_DISK0:?no scratch disk}
+sdisk=${BSYNC_DISK1:?no second scratch disk}
 size=$((64 * 1024 * 1024))
 out=$(mktemp -d /tmp/bsyncd-cbw.XXXXXX)
 node=cbw0
@@ -16,9 +19,14 @@ cleanup() {
 	bsyncd_stop
 	dm remove $node 2>/dev/null
 	dm remove cbw-lin 2>/dev/null
-	rm -rf "$out"
+	umount "$BSYNCD_STORE" 2>/dev/null
+	rm -rf "$out" "$BSYNCD_STORE"
 }
 trap cleanup EXIT
+
+modprobe ext4 2>/dev/null
+mkfs.ext4 -q -F -E nodiscard "$sdisk" && mount -t ext4 "$sdisk" "$BSYNCD_STORE"
+ok $? "store directory on ext4"
 
 echo "0 $((size / 512)) linear $disk 0" | dm create cbw-lin && dm mknodes cbw-lin
 blkdiscard -f /dev/mapper/cbw-lin 2>/dev/null || dd if=/dev/zero of=/dev/mapper/cbw-lin bs=1M count=64 oflag=direct status=none
@@ -44,6 +52,8 @@ qmp-exec "$BSYNCD_SOCK" "{\"execute\": \"drive-backup\", \"arguments\": {\"devic
 qemu-io -f raw -t none -c "write -P0x40 0 64k" -c "write -P0x50 10M 128k" -c "write -P0x60 40M 64k" /dev/mapper/$node >/dev/null
 sleep 1
 expect_eq running "$(job_field fl status)" "sync=none job keeps running"
+expect_eq "1" "$(losetup -l -n -O DIO,BACK-FILE | awk '/bsyncd-store/ {print $1}')" \
+	"the job's default store is a loop device doing direct I/O"
 qmp-exec "$BSYNCD_SOCK" '{"execute": "job-cancel", "arguments": {"id": "fl"}}' --until BLOCK_JOB_CANCELLED 60 >"$out/ev"
 expect_eq "BLOCK_JOB_CANCELLED" "$(tail -n +2 "$out/ev" | events_summary | grep BLOCK_JOB | xargs)" "cancel ends it"
 expect_eq "$((4 * 65536))" "$(qemu-img map --output=json "$out/none.qcow2" | jq '[.[] | select(.depth == 0) | .length] | add')" \
