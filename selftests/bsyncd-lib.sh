@@ -86,6 +86,16 @@ event_field() {
 	jq -rn --arg n "$2" --arg f "$3" 'first(inputs | select(.event == $n)) | .data[$f] // "none"' "$1"
 }
 
+# event_fields EVENTS-FILE NAME FIELD...: event_field of each FIELD, on one
+# line separated by spaces, read in one pass.
+event_fields() {
+	local file=$1 name=$2
+	shift 2
+	jq -rn --arg n "$name" '$ARGS.positional as $f |
+		first(inputs | select(.event == $n)) as $e | [$f[] | $e.data[.] // "none" | tostring] | join(" ")' \
+		"$file" --args "$@"
+}
+
 # run_job ID TIMEOUT JSON-COMMAND: run drive-backup and wait for its end
 # (COMPLETED/CANCELLED, or PENDING when auto-finalize is false); events to $EV.
 run_job_until() {

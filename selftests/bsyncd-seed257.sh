@@ -79,9 +79,14 @@ backup_cmd() {
 		\"filter-node-name\": \"backup-top\", \"x-perf\": {\"max-workers\": 1}${4:+, $4}}}"
 }
 
-# The seed's Drive.create_target: an empty qcow2 of the drive's size, no backing file.
+# The seed's Drive.create_target: an empty qcow2 of the drive's size, no
+# backing file. It is the same every time: qemu-img makes it once, and each
+# target is a copy.
 mktarget() {
-	qemu-img create -q -f qcow2 "$1" $SIZE || ok 1 "$run: create target ${1##*/}"
+	if [ ! -f "$work/empty.qcow2" ]; then
+		qemu-img create -q -f qcow2 "$work/empty.qcow2" $SIZE || ok 1 "$run: create an empty qcow2"
+	fi
+	cp "$work/empty.qcow2" "$1" || ok 1 "$run: create target ${1##*/}"
 }
 
 reference_backup() { # N FILE
@@ -163,7 +168,7 @@ test_bitmap_sync() { # bsync_mode msync_mode failure(none|simulated|intermediate
 		expect_eq "status:created status:running BLOCK_JOB_ERROR status:aborting BLOCK_JOB_COMPLETED" \
 			"$(tail -n +2 "$ev" | events_summary | xargs)" "$run: failing job's events"
 		expect_eq "Input/output error" "$(event_field "$ev" BLOCK_JOB_COMPLETED error)" "$run: error is EIO"
-		expect_eq "read report" "$(event_field "$ev" BLOCK_JOB_ERROR operation) $(event_field "$ev" BLOCK_JOB_ERROR action)" \
+		expect_eq "read report" "$(event_fields "$ev" BLOCK_JOB_ERROR operation action)" \
 			"$run: BLOCK_JOB_ERROR read/report"
 		case $msync in
 		full) want_off=$((15 * GRAN)) ;;	# cluster 0, and 1..14 unallocated
@@ -199,7 +204,7 @@ test_bitmap_sync() { # bsync_mode msync_mode failure(none|simulated|intermediate
 		want_off=$want_len
 	fi
 	[ "$failure" = intermediate ] && d=BLOCK_JOB_COMPLETED
-	expect_eq "$want_len $want_off" "$(event_field "$ev" $d len) $(event_field "$ev" $d offset)" \
+	expect_eq "$want_len $want_off" "$(event_fields "$ev" $d len offset)" \
 		"$run: job 1 len and offset"
 
 	if [ "$bsync" = always ] && [ "$failure" = intermediate ]; then
@@ -231,7 +236,7 @@ test_bitmap_sync() { # bsync_mode msync_mode failure(none|simulated|intermediate
 	qmp-exec "$BSYNCD_SOCK" "{\"execute\": \"job-finalize\", \"arguments\": {\"id\": \"$job\"}}" \
 		--until BLOCK_JOB_COMPLETED 60 >"$ev"
 	expect_eq "$want_len $want_len none" \
-		"$(event_field "$ev" BLOCK_JOB_COMPLETED len) $(event_field "$ev" BLOCK_JOB_COMPLETED offset) $(event_field "$ev" BLOCK_JOB_COMPLETED error)" \
+		"$(event_fields "$ev" BLOCK_JOB_COMPLETED len offset error)" \
 		"$run: job 2 len and offset"
 	[ "$bsync" != never ] && eb_clear
 	check_bitmap "after backup 2"
