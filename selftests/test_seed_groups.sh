@@ -15,35 +15,34 @@ group[2]="0x74 0x0010000 65536;0x69 0x00e8000 65536;0x6e 0x2018000 65536;0x67 0x
 group[3]="0xaa 0x0010000 196608;0xbb 0x00d8000 65536;0xcc 0x2028000 65536;0xdd 0x3fc0000 65536"
 
 grans="65536 4096 512 1048576"
-declare -A model	# "gran:cluster" -> 1
+# The model: for each granularity, the set of its dirty cluster numbers.
+# shellcheck disable=SC2034 # read and written through namerefs
+declare -A m65536 m4096 m512 m1048576
 
 model_group() {
 	local g=$1 gran p byte off len c
 	IFS=';' read -ra pats <<<"${group[$g]}"
 	for gran in $grans; do
+		local -n m=m$gran
 		for p in "${pats[@]}"; do
 			read -r byte off len <<<"$p"
 			for ((c = off / gran; c <= (off + len - 1) / gran; c++)); do
-				model[$gran:$c]=1
+				m[$c]=1
 			done
 		done
+		unset -n m
 	done
 }
 
 model_count() { # gran
-	local k n=0
-	for k in "${!model[@]}"; do
-		[ "${k%%:*}" = "$1" ] && n=$((n + 1))
-	done
-	echo "$n"
+	local -n m=m$1
+	echo "${#m[@]}"
 }
 
 # The model's clusters of one granularity as maximal "offset:length" runs.
 model_extents() {
-	local gran=$1 k
-	for k in "${!model[@]}"; do
-		[ "${k%%:*}" = "$gran" ] && echo "${k#*:}"
-	done | sort -n | awk -v g="$gran" -v size="$size" '
+	local -n m=m$1
+	printf '%s\n' "${!m[@]}" | sort -n | awk -v g="$1" -v size="$size" '
 		function emit() { e = (last + 1) * g; if (e > size) e = size; print start * g ":" e - start * g }
 		NR == 1 { start = $1; last = $1; next }
 		$1 == last + 1 { last = $1; next }
@@ -58,12 +57,15 @@ for gran in $grans; do
 done
 
 for g in 0 1 2 3; do
+	# The group's writes in order, in one qemu-io run, as the seed's
+	# perform_writes issues them one after another.
 	IFS=';' read -ra pats <<<"${group[$g]}"
+	cmds=()
 	for p in "${pats[@]}"; do
 		read -r byte off len <<<"$p"
-		qemu-io -f raw -t none -c "write -P$byte $off $len" /dev/mapper/$dev >/dev/null ||
-			ok 1 "qemu-io write -P$byte $off $len"
+		cmds+=(-c "write -P$byte $off $len")
 	done
+	qemu-io -f raw -t none "${cmds[@]}" /dev/mapper/$dev >/dev/null || ok 1 "qemu-io writes of group $g"
 	model_group "$g"
 	for gran in $grans; do
 		want=$(model_count "$gran")
