@@ -14,7 +14,7 @@ sectors=$((size / 512))
 dev=bt-cbwo
 view=bt-cbwo-view
 tmp=$(mktemp -d /tmp/cbw-origins.XXXXXX)
-secs=${BSYNC_CBW_SECS:-8}
+secs=${BSYNC_CBW_SECS:-5}
 
 splats() { dmesg | grep -cE 'BUG:|WARNING:|Oops|Call Trace:|scheduling while atomic'; }
 
