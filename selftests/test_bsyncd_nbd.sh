@@ -4,8 +4,9 @@
 # (nbdinfo, qemu-img, qemu-io, nbdcopy, python3-libnbd) while fio writes it,
 # answers compared with qemu-storage-daemon's on the same data and bitmap: the QMP commands
 # and their errors, both contexts, the data of the instant while the device
-# is written, read-only errors, several clients, hostile input, and the
-# bitmap rule when the fleecing job ends.
+# is written, read-only errors, several clients, hostile input, the
+# bitmap rule when the fleecing job ends, and an incremental pull chain of
+# qcow2 images restored with qemu-img.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/bsyncd-lib.sh"
 
@@ -15,6 +16,7 @@ out=$(mktemp -d /tmp/bsyncd-nbd.XXXXXX)
 nsock=$out/nbd.sock
 lin=bnbd-lin
 node=bnbd0
+cnode=bnbd1
 uri="nbd+unix:///vda?socket=$nsock"
 img="driver=nbd,server.type=unix,server.path=$nsock,export=vda"
 
@@ -22,6 +24,7 @@ cleanup() {
 	for p in ${fio_pid:-} ${qsd_pid:-} ${sh_pid:-}; do kill "$p" 2>/dev/null; done
 	bsyncd_stop
 	dm remove $node 2>/dev/null
+	dm remove $cnode 2>/dev/null
 	dm remove $lin 2>/dev/null
 	rm -rf "$out"
 }
@@ -253,6 +256,102 @@ ok $? "nbd-server-stop deletes the exports and the socket"
 q_ok bsync-device-remove "{\"node-name\": \"$node\"}"
 ok $? "the device can be removed afterwards"
 lap "the rest"
+
+# An incremental pull chain restored with qemu-img, three instants.  At
+# each, while nothing writes the device, dd copies it (the reference), then
+# the export takes its point in time with bitmap c0; the device is written
+# while it is read.  Instant 0 is pulled whole into c0.qcow2; each later one
+# reads only c0's dirty extents (nbdinfo --map) into a qcow2 backed by the
+# previous image, with qemu-img convert on byte ranges of the export and the
+# image.  Each image must equal its instant's copy, and each incremental
+# read exactly what was written after the previous export was added.
+curi="nbd+unix:///chain?socket=$nsock"
+q_ok nbd-server-start "{\"addr\": {\"type\": \"unix\", \"path\": \"$nsock\"}}" &&
+	q_ok bsync-device-add "{\"node-name\": \"$cnode\", \"origin\": \"/dev/mapper/$lin\", \"zeroed\": true}" &&
+	q_ok block-dirty-bitmap-add "{\"node\": \"$cnode\", \"name\": \"c0\", \"granularity\": 65536}"
+ok $? "chain: the server again, a device on the same disk, bitmap c0"
+dev=/dev/mapper/$cnode
+
+# pull_start K: instant K's reference copy, then its export (job xK)
+pull_start() {
+	dd if=$dev of="$out/ref$1.raw" bs=1M iflag=direct status=none &&
+		q_ok block-export-add "{\"type\": \"nbd\", \"id\": \"x$1\", \"node-name\": \"$cnode\", \"name\": \"chain\", \"bitmaps\": [\"c0\"]}"
+}
+# pull_end K: delete export K; its job must complete without an error
+pull_end() {
+	qmp-exec "$BSYNCD_SOCK" "{\"execute\": \"block-export-del\", \"arguments\": {\"id\": \"x$1\"}}" \
+		--until BLOCK_JOB_COMPLETED 20 >"$out/xev$1.txt" &&
+		grep -q '"BLOCK_JOB_COMPLETED"' "$out/xev$1.txt" && ! grep -q '"error"' "$out/xev$1.txt"
+}
+# pull_inc K PREV: c0's dirty extents, as "offset length" lines in dirtyK.txt,
+# copied from the export into incK.qcow2, whose backing file is PREV
+pull_inc() {
+	local o n
+	nbdinfo --map=qemu:dirty-bitmap:c0 "$curi" | awk '$4 == "dirty" {print $1, $2}' >"$out/dirty$1.txt" &&
+		qemu-img create -q -f qcow2 -b "$2" -F qcow2 "$out/inc$1.qcow2" || return 1
+	while read -r o n; do
+		qemu-img convert -n --image-opts \
+			"driver=raw,offset=$o,size=$n,file.driver=nbd,file.server.type=unix,file.server.path=$nsock,file.export=chain" \
+			--target-image-opts \
+			"driver=raw,offset=$o,size=$n,file.driver=qcow2,file.file.driver=file,file.file.filename=$out/inc$1.qcow2" ||
+			return 1
+	done <"$out/dirty$1.txt"
+}
+# put SOURCE SEEK COUNT: COUNT 64 KiB clusters of /dev/SOURCE written at
+# cluster SEEK (dd: a qemu-io starts several times slower in a TCG guest)
+put() { dd if="/dev/$1" of=$dev bs=64k seek="$2" count="$3" oflag=direct status=none; }
+
+# instant 0: c0 has 1 MiB dirty; the full pull reads it, so c0 is left
+# with the three clusters written while the export was read (dirty in the
+# frozen bitmap too)
+put urandom 32 16
+pull_start 0
+ok $? "instant 0: reference copy, export with c0"
+put urandom 32 3
+qemu-img convert -O qcow2 --image-opts "driver=nbd,server.type=unix,server.path=$nsock,export=chain" \
+	"$out/c0.qcow2"
+ok $? "instant 0: qemu-img convert pulls the whole export into c0.qcow2"
+pull_end 0
+ok $? "instant 0: the export deleted, its job completes"
+expect_eq 3 "$(bm_count $cnode c0)" "instant 0: c0 keeps only the 3 clusters written during the pull"
+
+# instant 1: zeroes over the device's last MiB of data must reach the
+# image, not leave the backing file's data showing
+put zero 240 16
+pull_start 1
+ok $? "instant 1: reference copy, export with c0"
+dd if=/dev/urandom of=$dev bs=4k seek=1 count=1 oflag=direct status=none
+pull_inc 1 c0.qcow2
+ok $? "instant 1: the dirty extents pulled into inc1.qcow2 (backing c0.qcow2)"
+pull_end 1
+ok $? "instant 1: the export deleted, its job completes"
+expect_eq "2097152 196608|15728640 1048576" "$(paste -sd'|' "$out/dirty1.txt")" \
+	"instant 1: the dirty extents are what was written since instant 0's export"
+expect_eq 1 "$(bm_count $cnode c0)" "instant 1: c0 keeps only the cluster written during the pull"
+
+# instant 2: the cluster written during instant 1's pull and the next one
+put urandom 1 1
+pull_start 2
+ok $? "instant 2: reference copy, export with c0"
+pull_inc 2 inc1.qcow2
+ok $? "instant 2: the dirty extents pulled into inc2.qcow2 (backing inc1.qcow2)"
+pull_end 2
+ok $? "instant 2: the export deleted, its job completes"
+expect_eq "0 131072" "$(paste -sd'|' "$out/dirty2.txt")" \
+	"instant 2: the dirty extents are what was written since instant 1's export"
+expect_eq 0 "$(bm_count $cnode c0)" "instant 2: c0 is clean"
+
+# the restore: each chain tip, as qemu-img reads it, against its instant
+tips=(c0 inc1 inc2)
+for k in 0 1 2; do
+	qemu-img compare -q -f qcow2 -F raw "$out/${tips[k]}.qcow2" "$out/ref$k.raw"
+	ok $? "instant $k: ${tips[k]}.qcow2 equals the device as it was"
+done
+! cmp -s "$out/ref0.raw" "$out/ref1.raw" && ! cmp -s "$out/ref1.raw" "$out/ref2.raw"
+ok $? "the three instants differ, so a stale image could not pass"
+q_ok nbd-server-stop && q_ok bsync-device-remove "{\"node-name\": \"$cnode\"}"
+ok $? "chain: the server stops, the device is removed"
+lap "chain"
 bsyncd_stop
 ok $? "bsyncd exits 0"
 tap_done
