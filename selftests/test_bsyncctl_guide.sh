@@ -1,9 +1,12 @@
 #!/bin/bash
-# Documentation/backup-guide.rst, run: every command between its
+# Documentation/backup-guide.rst, run: every command between each of its
 # ".. guide-test: begin" and ".. guide-test: end" comments, in order, through
-# bsyncctl, dd and qemu-img only, with the output the guide shows compared
-# exactly.  The guide's /dev/vdb, /dev/vdc and /srv/backup become the scratch
-# disks and a temporary directory; bsyncd is started here (the guide's set-up
+# bsyncctl, dd, qemu-img and the NBD tools, with the output the guide shows
+# compared exactly.  A command goes on over the next lines while it ends in
+# "|" or "\" or has a single quote open; a lone NAME=VALUE it runs is kept
+# for the commands after it, as the user's shell keeps it.  The guide's
+# /dev/vdb, /dev/vdc, /srv/backup and NBD socket become the scratch disks and
+# paths in a temporary directory; bsyncd is started here (the guide's set-up
 # section starts it with systemd).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/bsyncd-lib.sh"
@@ -29,13 +32,16 @@ done
 bsyncd_start
 ok $? "bsyncd starts"
 
-# Turn the guide's literal blocks into "cmd<TAB>line" and "out<TAB>line" records.
+# Turn the guide's literal blocks into "cmd<TAB>line", "cont<TAB>line" (the
+# command's next line) and "out<TAB>line" records.
 records=$dir/records
 awk '
+	function unfinished(c) { return gsub(/\047/, "", c) % 2 || c ~ /(\||\\)$/ }
 	/^\.\. guide-test: begin/ { on = 1; next }
 	/^\.\. guide-test: end/ { on = 0; next }
 	!on { next }
-	/^    # / { print "cmd\t" substr($0, 7); inblock = 1; next }
+	more { print "cont\t" substr($0, 5); cmd = cmd "\n" substr($0, 5); more = unfinished(cmd); next }
+	/^    # / { cmd = substr($0, 7); print "cmd\t" cmd; inblock = 1; more = unfinished(cmd); next }
 	inblock && /^    / { print "out\t" substr($0, 5); next }
 	{ inblock = 0 }
 ' "$guide" >"$records"
@@ -44,34 +50,40 @@ ncmd=$(grep -c '^cmd' "$records")
 ok $? "the guide has $ncmd commands to run"
 
 subst() {
-	sed -e "s|/dev/vdb|$disk0|g" -e "s|/dev/vdc|$disk1|g" -e "s|/srv/backup|$dir/backup|g"
+	sed -e "s|/dev/vdb|$disk0|g" -e "s|/dev/vdc|$disk1|g" -e "s|/srv/backup|$dir/backup|g" \
+		-e "s|/run/bsyncd-nbd.sock|$dir/nbd.sock|g"
 }
 
 # Run one command; compare its stdout with the expected lines, if any.
+vars=	# the variables the guide has set so far, as assignments
 run_one() {
-	local cmd=$1 want=$2 have st
-	have=$(cd "$dir" && bash -c "$(printf '%s' "$cmd" | subst)" 2>"$dir/stderr")
+	local cmd=$1 want=$2 have st name=${1%%$'\n'*}
+	[ "$name" = "$cmd" ] || name+=" ..."
+	have=$(cd "$dir" && bash -c "$vars$(printf '%s' "$cmd" | subst)" 2>"$dir/stderr")
 	st=$?
 	if [ $st -ne 0 ]; then
-		ok 1 "guide: $cmd (exit $st: $(head -c 300 "$dir/stderr"))"
+		ok 1 "guide: $name (exit $st: $(head -c 300 "$dir/stderr" | tr '\n' ' '))"
 		return
 	fi
 	if [ -n "$want" ] && [ "$have" != "$want" ]; then
-		ok 1 "guide: $cmd (output differs)"
+		ok 1 "guide: $name (output differs)"
 		diff <(printf '%s\n' "$want") <(printf '%s\n' "$have") | sed 's/^/#   /'
 		return
 	fi
-	ok 0 "guide: $cmd${want:+ (output as shown)}"
+	[[ $cmd =~ ^[A-Za-z_][A-Za-z0-9_]*=(\'[^\']*\'|[^[:space:]]*)$ ]] && vars+="$(printf '%s' "$cmd" | subst)"$'\n'
+	ok 0 "guide: $name${want:+ (output as shown)}"
 }
 
-cmd= want=
+cmd="" want=""
 while IFS=$'\t' read -r kind line; do
-	if [ "$kind" = cmd ]; then
+	case $kind in
+	cmd)
 		[ -n "$cmd" ] && run_one "$cmd" "$want"
 		cmd=$line want=
-	else
-		want+=${want:+$'\n'}$line
-	fi
+		;;
+	cont) cmd+=$'\n'$line ;;
+	*) want+=${want:+$'\n'}$line ;;
+	esac
 done <"$records"
 [ -n "$cmd" ] && run_one "$cmd" "$want"
 
