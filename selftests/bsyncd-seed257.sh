@@ -1,5 +1,5 @@
 #!/bin/bash
-# QEMU iotest 257 ported to bsyncd, run by test_bsyncd_seed257_{bitmap,fulltop}.sh:
+# QEMU iotest 257 ported to bsyncd, run by test_bsyncd_seed257_{bitmap,full,top}.sh:
 # the 21 bitmap-sync runs (bitmap x
 # never/on-success/always, full and top x on-success/always, each with a
 # simulated failure, an intermediate failure and none) and the backup API
