@@ -267,14 +267,16 @@ test_backup_api() {
 	fresh_device
 	mktarget "$target"
 	q_ok block-dirty-bitmap-add "{\"node\": \"$drive\", \"name\": \"bitmap0\", \"granularity\": $GRAN}"
-	# sync bitmap policy -> QEMU's error text (257.out)
+	# sync bitmap policy -> QEMU's error text (257.out). The commands go
+	# over one QMP connection, one after another, as the seed's go to its VM.
+	local cases=() cmds=() descs=() i
 	while IFS='|' read -r sync bm pol want; do
 		[ -n "$sync" ] || continue
 		args=""
 		[ "$bm" != - ] && args="\"bitmap\": \"$bm\""
 		[ "$pol" != - ] && args="${args:+$args, }\"bitmap-mode\": \"$pol\""
-		have=$(qmp-exec "$BSYNCD_SOCK" "$(backup_cmd api_job "$target" "$sync" "$args")" | jq -r '.error.desc // "accepted"')
-		expect_eq "$want" "$have" "api: sync=$sync bitmap=$bm bitmap-mode=$pol"
+		cases+=("$sync|$bm|$pol|$want")
+		cmds+=("$(backup_cmd api_job "$target" "$sync" "$args")")
 	done <<'EOF'
 incremental|-|on-success|must provide a valid bitmap name for 'incremental' sync mode
 incremental|-|always|must provide a valid bitmap name for 'incremental' sync mode
@@ -325,6 +327,12 @@ none|bitmap0|always|sync mode 'none' does not produce meaningful bitmap outputs
 none|bitmap0|never|sync mode 'none' does not produce meaningful bitmap outputs
 none|bitmap0|-|Bitmap sync mode must be given when providing a bitmap
 EOF
+	mapfile -t descs <<<"$(qmp-exec "$BSYNCD_SOCK" "${cmds[@]}" | jq -r '.error.desc // "accepted"')"
+	expect_eq "${#cases[@]}" "${#descs[@]}" "api: a reply to each of the ${#cases[@]} commands"
+	for i in "${!cases[@]}"; do
+		IFS='|' read -r sync bm pol want <<<"${cases[$i]}"
+		expect_eq "$want" "${descs[$i]:-}" "api: sync=$sync bitmap=$bm bitmap-mode=$pol"
+	done
 	expect_eq "0" "$(q query-jobs | jq '.return | length')" "api: no job was created"
 	expect_eq "false 0" "$(bm_field $drive bitmap0 busy) $(bm_count $drive bitmap0)" "api: bitmap0 untouched"
 	qemu-img check -q "$target" && [ "$(qemu-img map --output=json "$target" | jq '[.[] | select(.data)] | length')" = 0 ]
