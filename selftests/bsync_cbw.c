@@ -14,11 +14,14 @@
 #include <inttypes.h>
 #include <linux/fs.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +43,80 @@ static const char *mapper(const char *name)
 	return bt_path(name, buf[i], sizeof(buf[i]));
 }
 
+/*
+ * fio runs in the background, its pid kept so that it is waited for and
+ * killed directly: polling with pgrep costs a process start each time.
+ */
+static pid_t fio_pid;
+
+static int fio_spawn(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(cmd))
+		return -EINVAL;
+	fio_pid = fork();
+	if (fio_pid < 0)
+		return -errno;
+	if (fio_pid == 0) {
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	return 0;
+}
+
+static int fio_start(unsigned int secs)
+{
+	return fio_spawn("exec fio --ioengine=libaio --direct=1 --time_based --runtime=%u "
+			 "--filename=%s --randrepeat=0 --name=w --rw=randwrite --bsrange=512-1m "
+			 "--iodepth=8 --name=t --rw=randtrim --bsrange=4k-256k --iodepth=2 "
+			 ">/tmp/cbw-fio.out 2>&1", secs, mapper(DEV));
+}
+
+static void fio_kill(void)
+{
+	if (fio_pid <= 0)
+		return;
+	kill(fio_pid, SIGTERM);
+	waitpid(fio_pid, NULL, 0);
+	fio_pid = 0;
+}
+
+/* 0 if fio exited 0 and every job reported err= 0. */
+static int fio_wait(void)
+{
+	char out[16384], *p;
+	unsigned int jobs = 0;
+	ssize_t n;
+	int st, fd;
+
+	if (fio_pid <= 0 || waitpid(fio_pid, &st, 0) != fio_pid)
+		return -1;
+	fio_pid = 0;
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		return -1;
+	fd = open("/tmp/cbw-fio.out", O_RDONLY);
+	if (fd < 0)
+		return -1;
+	n = read(fd, out, sizeof(out) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	out[n] = '\0';
+	for (p = strstr(out, "err="); p; p = strstr(p, "err=")) {
+		p += 4;
+		if (strtol(p, &p, 10))
+			return -1;
+		jobs++;
+	}
+	return jobs ? 0 : -1;
+}
+
 /* ORG: 64 MiB of disk 0; STORE: the given table on disk 1; DEV: bsync on ORG. */
 static int make_devices(const char *store_type, const char *store_params, uint64_t store_bytes)
 {
@@ -57,7 +134,7 @@ static int make_devices(const char *store_type, const char *store_params, uint64
 
 static void remove_devices(void)
 {
-	bt_sh("pkill -x fio; while pgrep -x fio >/dev/null; do sleep 0.1; done");
+	fio_kill();
 	dmctl_remove(VIEW);
 	dmctl_remove(DEV);
 	dmctl_remove(STORE);
@@ -149,20 +226,6 @@ static void *zeroer_fn(void *arg)
 	}
 	close(fd);
 	return NULL;
-}
-
-static int fio_start(unsigned int secs)
-{
-	return bt_sh("fio --ioengine=libaio --direct=1 --time_based --runtime=%u --filename=%s "
-		     "--randrepeat=0 --name=w --rw=randwrite --bsrange=512-1m --iodepth=8 "
-		     "--name=t --rw=randtrim --bsrange=4k-256k --iodepth=2 "
-		     ">/tmp/cbw-fio.out 2>&1 &", secs, mapper(DEV));
-}
-
-static int fio_wait(void)
-{
-	bt_sh("while pgrep -x fio >/dev/null; do sleep 0.2; done");
-	return bt_sh("grep -q 'err= 0' /tmp/cbw-fio.out && ! grep -q 'err=[1-9]' /tmp/cbw-fio.out");
 }
 
 struct pit {
@@ -584,12 +647,18 @@ TEST_F_TIMEOUT(cbw, stuck_store_times_out_and_fails_guest_write, 120)
 TEST_F(cbw, end_with_writes_in_flight)
 {
 	char status[64];
+	uint64_t delayed = 0;
+	int i;
 
 	start_simple(_metadata, self, "linear", disk1("%s 0"), SIZE, "");
-	ASSERT_EQ(0, bt_sh("fio --ioengine=libaio --direct=1 --time_based --runtime=4 "
-			   "--filename=%s --name=w --rw=randwrite --bs=4k --iodepth=32 "
-			   ">/tmp/cbw-fio.out 2>&1 &", mapper(DEV)));
-	usleep(1500000);
+	ASSERT_EQ(0, fio_spawn("exec fio --ioengine=libaio --direct=1 --time_based --runtime=4 "
+			       "--filename=%s --name=w --rw=randwrite --bs=4k --iodepth=32 "
+			       ">/tmp/cbw-fio.out 2>&1", mapper(DEV)));
+	/* End only once writes are being held for copies (fio starts slowly). */
+	for (i = 0; i < 500 && !(delayed = status_u64("delayed")); i++)
+		usleep(20000);
+	EXPECT_NE(UINT64_MAX, delayed);
+	EXPECT_LT(0ULL, delayed) TH_LOG("no write was held for a copy within 10 s");
 	EXPECT_EQ(0, bt_msg(DEV, NULL, 0, "session_end"));
 	EXPECT_EQ(0, fio_wait()) TH_LOG("fio reported errors, see /tmp/cbw-fio.out");
 	EXPECT_EQ(0, bt_msg(DEV, status, sizeof(status), "session_status"));
