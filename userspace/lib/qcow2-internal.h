@@ -224,6 +224,18 @@ void qcow2_l2_cache_free(struct qcow2_image *img);
 int qcow2_write_refcounts(struct qcow2_image *img, uint64_t *rt_off,
 			  uint64_t *rt_clusters);
 
+/* qcow2-open.c */
+
+/*
+ * What is wrong with the fixed header h (QCOW2_HDR_V3_LEN bytes) for us:
+ * 0, or -errno with the reason (without the path) in msg.  With
+ * incomplete_ok, the corrupt and dirty bits are accepted.
+ */
+int qcow2_header_problem(const uint8_t *h, bool incomplete_ok, char *msg, size_t len);
+
+/* The same for the header cluster hc (cs bytes): length, backing name, extensions. */
+int qcow2_header_cluster_problem(const uint8_t *hc, uint32_t cs, char *msg, size_t len);
+
 /* qcow2-partial.c */
 
 /*
@@ -234,5 +246,13 @@ int qcow2_write_refcounts(struct qcow2_image *img, uint64_t *rt_off,
  * stay as they are on disk.  -ENOSPC if it does not fit in the cluster.
  */
 int qcow2_put_partial_record(int fd, uint32_t cs, uint8_t *hdr, const char *text);
+
+/*
+ * Walk the extensions of header cluster h (cs bytes): visit is called for
+ * each one before the end marker.  0, or -EINVAL for a malformed list.
+ */
+int qcow2_walk_extensions(const uint8_t *h, uint32_t cs,
+			  void (*visit)(void *arg, uint32_t type, const uint8_t *data, uint32_t len),
+			  void *arg);
 
 #endif

@@ -52,8 +52,9 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Checks on the fixed header fields that need no other reads. */
-static int check_header(struct parse *p, const uint8_t *h, uint64_t expect)
+#define PROBLEM(rc, ...) qcow2_seterr(msg, len, (rc), __VA_ARGS__)
+
+int qcow2_header_problem(const uint8_t *h, bool incomplete_ok, char *msg, size_t len)
 {
 	uint32_t version = q_get32(h + QH_VERSION);
 	unsigned bits = q_get32(h + QH_CLUSTER_BITS);
@@ -64,40 +65,105 @@ static int check_header(struct parse *p, const uint8_t *h, uint64_t expect)
 			 QCOW2_INCOMPAT_EXTL2;
 
 	if (q_get32(h + QH_MAGIC) != QCOW2_MAGIC)
-		return refuse(p, -EINVAL, "not a qcow2 image (bad magic)");
+		return PROBLEM(-EINVAL, "not a qcow2 image (bad magic)");
 	if (version == 2)
-		return refuse(p, -ENOTSUP,
-			      "qcow2 version 2 (compat=0.10) is not supported; create it with -o compat=1.1");
+		return PROBLEM(-ENOTSUP,
+			    "qcow2 version 2 (compat=0.10) is not supported; create it with -o compat=1.1");
 	if (version != 3)
-		return refuse(p, -ENOTSUP, "unsupported qcow2 version %u", version);
+		return PROBLEM(-ENOTSUP, "unsupported qcow2 version %u", version);
 	if (bits < QCOW2_MIN_CLUSTER_BITS || bits > QCOW2_MAX_CLUSTER_BITS)
-		return refuse(p, -EINVAL, "unsupported cluster size 2^%u", bits);
-	if (incompat & QCOW2_INCOMPAT_CORRUPT)
-		return refuse(p, -EUCLEAN,
-			      "image is marked corrupt or incomplete (a writer did not finish it)");
-	if (incompat & QCOW2_INCOMPAT_DIRTY)
-		return refuse(p, -EUCLEAN,
-			      "image is marked dirty (refcounts not written back); run qemu-img check -r all first");
+		return PROBLEM(-EINVAL, "unsupported cluster size 2^%u", bits);
+	if ((incompat & QCOW2_INCOMPAT_CORRUPT) && !incomplete_ok)
+		return PROBLEM(-EUCLEAN,
+			    "image is marked corrupt or incomplete (a writer did not finish it)");
+	if ((incompat & QCOW2_INCOMPAT_DIRTY) && !incomplete_ok)
+		return PROBLEM(-EUCLEAN,
+			    "image is marked dirty (refcounts not written back); run qemu-img check -r all first");
 	if (incompat & QCOW2_INCOMPAT_DATAFILE)
-		return refuse(p, -ENOTSUP, "images with an external data file are not supported");
+		return PROBLEM(-ENOTSUP, "images with an external data file are not supported");
 	if (incompat & QCOW2_INCOMPAT_COMPR)
-		return refuse(p, -ENOTSUP,
-			      "compression type other than zlib is not supported");
+		return PROBLEM(-ENOTSUP,
+			    "compression type other than zlib is not supported");
 	if (incompat & QCOW2_INCOMPAT_EXTL2)
-		return refuse(p, -ENOTSUP, "extended L2 entries are not supported");
+		return PROBLEM(-ENOTSUP, "extended L2 entries are not supported");
 	if (incompat & ~known)
-		return refuse(p, -ENOTSUP, "unknown incompatible features 0x%llx",
-			      (unsigned long long)(incompat & ~known));
+		return PROBLEM(-ENOTSUP, "unknown incompatible features 0x%llx",
+			    (unsigned long long)(incompat & ~known));
 	if (q_get32(h + QH_CRYPT))
-		return refuse(p, -ENOTSUP, "encrypted images are not supported");
+		return PROBLEM(-ENOTSUP, "encrypted images are not supported");
 	if (q_get32(h + QH_NB_SNAP) || q_get64(h + QH_SNAP_OFF))
-		return refuse(p, -ENOTSUP, "images with internal snapshots are not supported");
+		return PROBLEM(-ENOTSUP, "images with internal snapshots are not supported");
 	if (q_get32(h + QH_REFCOUNT_ORDER) > 6)
-		return refuse(p, -EINVAL, "refcount order %u is invalid",
-			      q_get32(h + QH_REFCOUNT_ORDER));
+		return PROBLEM(-EINVAL, "refcount order %u is invalid",
+			    q_get32(h + QH_REFCOUNT_ORDER));
 	if (!size || (size & 511) || size > (1ull << 56))
-		return refuse(p, -EINVAL, "virtual size %llu is not usable",
-			      (unsigned long long)size);
+		return PROBLEM(-EINVAL, "virtual size %llu is not usable",
+			    (unsigned long long)size);
+	return 0;
+}
+
+int qcow2_header_cluster_problem(const uint8_t *h, uint32_t cs, char *msg, size_t len)
+{
+	uint32_t hlen = q_get32(h + QH_HDR_LEN);
+	uint64_t boff = q_get64(h + QH_BACKING_OFF);
+	uint32_t bsize = q_get32(h + QH_BACKING_SIZE);
+	uint64_t pos, end;
+
+	if (hlen < QCOW2_HDR_V3_LEN || hlen > cs || (hlen & 7))
+		return PROBLEM(-EINVAL, "invalid header length %u", hlen);
+	if (hlen > QCOW2_HDR_V3_LEN && h[QH_COMPRESSION] != 0)
+		return PROBLEM(-ENOTSUP, "compression type %u is not supported",
+			    h[QH_COMPRESSION]);
+	if (boff && (boff > cs || bsize > QCOW2_MAX_BACKING_NAME ||
+		     bsize > cs - boff))
+		return PROBLEM(-EINVAL, "invalid backing file name location");
+	if (q_get64(h + QH_AUTOCLEAR) & 1)
+		return PROBLEM(-ENOTSUP,
+			    "images with persistent bitmaps are not supported");
+	/* as in QEMU, extensions end where the backing file name starts */
+	end = boff ? boff : cs;
+	for (pos = hlen; pos + 8 <= end;) {
+		uint32_t type = q_get32(h + pos), elen = q_get32(h + pos + 4);
+
+		/* like QEMU, the length is checked even for the end marker */
+		if (elen > end - pos - 8)
+			return PROBLEM(-EINVAL, "header extension 0x%08x overruns the header cluster",
+				    type);
+		if (type == QCOW2_EXT_END)
+			return 0;
+		switch (type) {
+		case QCOW2_EXT_BACKING_FMT:
+			if (elen > QCOW2_MAX_BACKING_FMT)
+				return PROBLEM(-EINVAL, "backing format name of %u bytes is too long",
+					    elen);
+			break;
+		case QCOW2_EXT_BITMAPS:
+			return PROBLEM(-ENOTSUP,
+				    "images with persistent bitmaps are not supported");
+		case QCOW2_EXT_CRYPTO:
+			return PROBLEM(-ENOTSUP, "encrypted images are not supported");
+		case QCOW2_EXT_DATAFILE:
+			return PROBLEM(-ENOTSUP,
+				    "images with an external data file are not supported");
+		default:
+			break;	/* kept as they are */
+		}
+		pos += 8 + (((uint64_t)elen + 7) & ~7ull);
+	}
+	return PROBLEM(-EINVAL, "header extensions are not terminated");
+}
+
+#undef PROBLEM
+
+/* Checks on the fixed header fields that need no other reads. */
+static int check_header(struct parse *p, const uint8_t *h, uint64_t expect)
+{
+	uint64_t size = q_get64(h + QH_SIZE);
+	char msg[240];
+	int rc = qcow2_header_problem(h, false, msg, sizeof(msg));
+
+	if (rc)
+		return refuse(p, rc, "%s", msg);
 	if (expect && size != expect)
 		return refuse(p, -EINVAL,
 			      "virtual size %llu differs from the expected %llu",
@@ -108,54 +174,10 @@ static int check_header(struct parse *p, const uint8_t *h, uint64_t expect)
 /* Header length, backing name, extensions: all inside cluster 0. */
 static int check_header_cluster(struct parse *p, uint32_t cs)
 {
-	const uint8_t *h = p->hc;
-	uint32_t hlen = q_get32(h + QH_HDR_LEN);
-	uint64_t boff = q_get64(h + QH_BACKING_OFF);
-	uint32_t bsize = q_get32(h + QH_BACKING_SIZE);
-	uint64_t pos, end;
+	char msg[240];
+	int rc = qcow2_header_cluster_problem(p->hc, cs, msg, sizeof(msg));
 
-	if (hlen < QCOW2_HDR_V3_LEN || hlen > cs || (hlen & 7))
-		return refuse(p, -EINVAL, "invalid header length %u", hlen);
-	if (hlen > QCOW2_HDR_V3_LEN && h[QH_COMPRESSION] != 0)
-		return refuse(p, -ENOTSUP, "compression type %u is not supported",
-			      h[QH_COMPRESSION]);
-	if (boff && (boff > cs || bsize > QCOW2_MAX_BACKING_NAME ||
-		     bsize > cs - boff))
-		return refuse(p, -EINVAL, "invalid backing file name location");
-	if (q_get64(h + QH_AUTOCLEAR) & 1)
-		return refuse(p, -ENOTSUP,
-			      "images with persistent bitmaps are not supported");
-	/* as in QEMU, extensions end where the backing file name starts */
-	end = boff ? boff : cs;
-	for (pos = hlen; pos + 8 <= end;) {
-		uint32_t type = q_get32(h + pos), len = q_get32(h + pos + 4);
-
-		/* like QEMU, the length is checked even for the end marker */
-		if (len > end - pos - 8)
-			return refuse(p, -EINVAL, "header extension 0x%08x overruns the header cluster",
-				      type);
-		if (type == QCOW2_EXT_END)
-			return 0;
-		switch (type) {
-		case QCOW2_EXT_BACKING_FMT:
-			if (len > QCOW2_MAX_BACKING_FMT)
-				return refuse(p, -EINVAL, "backing format name of %u bytes is too long",
-					      len);
-			break;
-		case QCOW2_EXT_BITMAPS:
-			return refuse(p, -ENOTSUP,
-				      "images with persistent bitmaps are not supported");
-		case QCOW2_EXT_CRYPTO:
-			return refuse(p, -ENOTSUP, "encrypted images are not supported");
-		case QCOW2_EXT_DATAFILE:
-			return refuse(p, -ENOTSUP,
-				      "images with an external data file are not supported");
-		default:
-			break;	/* kept as they are */
-		}
-		pos += 8 + (((uint64_t)len + 7) & ~7ull);
-	}
-	return refuse(p, -EINVAL, "header extensions are not terminated");
+	return rc ? refuse(p, rc, "%s", msg) : 0;
 }
 
 /* Add a free range [s, e) to img->holes (allocated for the worst case). */

@@ -27,13 +27,9 @@ static uint64_t ext_size(uint32_t len)
 	return 8 + (((uint64_t)len + 7) & ~7ull);
 }
 
-/*
- * Walk the extensions of header cluster h (cs bytes).  Calls visit for each
- * one before the end marker; returns 0, or -EINVAL for a malformed list.
- */
-static int walk_extensions(const uint8_t *h, uint32_t cs,
-			   void (*visit)(void *arg, uint32_t type, const uint8_t *data, uint32_t len),
-			   void *arg)
+int qcow2_walk_extensions(const uint8_t *h, uint32_t cs,
+			  void (*visit)(void *arg, uint32_t type, const uint8_t *data, uint32_t len),
+			  void *arg)
 {
 	uint32_t hlen = q_get32(h + QH_HDR_LEN);
 	uint64_t boff = q_get64(h + QH_BACKING_OFF);
@@ -97,7 +93,7 @@ int qcow2_put_partial_record(int fd, uint32_t cs, uint8_t *hdr, const char *text
 	old_end = boff ? boff + bsize : cs;
 	r.pos = q_get32(h + QH_HDR_LEN);
 	memcpy(n, h, r.pos < cs ? r.pos : cs);
-	rc = walk_extensions(h, cs, keep_other, &r);
+	rc = qcow2_walk_extensions(h, cs, keep_other, &r);
 	if (rc)
 		goto out;
 	if (tlen > QCOW2_PARTIAL_MAX)
@@ -178,7 +174,7 @@ int qcow2_read_partial(const char *path, char *text, size_t len, char *err, size
 	h = malloc(cs);
 	rc = h ? qcow2_pread_all(fd, h, cs, 0) : -ENOMEM;
 	if (!rc)
-		rc = walk_extensions(h, cs, find_partial, &f);
+		rc = qcow2_walk_extensions(h, cs, find_partial, &f);
 	if (rc)
 		qcow2_seterr(err, errlen, rc, "%s: malformed header extensions", path);
 	else
