@@ -8,6 +8,7 @@
  *   qcow2-io.c        the file I/O: append buffer, O_DIRECT, whole reads
  *   qcow2-refcount.c  the refcount structures, generated at close
  *   qcow2-partial.c   the partial-backup record
+ *   qcow2-read.c      the reader and checker, and chains (qcow2-read.h)
  */
 #ifndef BSYNC_QCOW2_INTERNAL_H
 #define BSYNC_QCOW2_INTERNAL_H
