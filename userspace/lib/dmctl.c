@@ -215,19 +215,37 @@ void dmctl_table_free(struct dmctl_table *t)
 	t->params = NULL;
 }
 
-int dmctl_exists(const char *name)
+/* DM_DEVICE_INFO of name: 0 and *info, or -errno. */
+static int get_info(const char *name, struct dm_info *info)
 {
 	struct dm_task *dmt = task_new(DM_DEVICE_INFO, name);
-	struct dm_info info;
 	int r;
 
 	if (!dmt)
 		return -ENOMEM;
 	r = task_run(dmt);
 	if (!r)
-		r = dm_task_get_info(dmt, &info) ? !!info.exists : -EIO;
+		r = dm_task_get_info(dmt, info) ? 0 : -EIO;
 	dm_task_destroy(dmt);
 	return r;
+}
+
+int dmctl_exists(const char *name)
+{
+	struct dm_info info;
+	int r = get_info(name, &info);
+
+	return r ? r : !!info.exists;
+}
+
+int dmctl_open_count(const char *name)
+{
+	struct dm_info info;
+	int r = get_info(name, &info);
+
+	if (r)
+		return r;
+	return info.exists ? info.open_count : -ENOENT;
 }
 
 void dmctl_names_free(char **names)

@@ -36,6 +36,8 @@ int dmctl_status(const char *name, bool table, struct dmctl_table *out);
 void dmctl_table_free(struct dmctl_table *t);
 /* 1 if the device exists, 0 if not, -errno on failure. */
 int dmctl_exists(const char *name);
+/* How many times the device is open (by anyone), -ENOENT if there is none. */
+int dmctl_open_count(const char *name);
 /* Names of all devices using target type @type; NULL-terminated, free with dmctl_names_free. */
 int dmctl_list_by_type(const char *type, char ***names);
 void dmctl_names_free(char **names);
