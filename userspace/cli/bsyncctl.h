@@ -14,6 +14,8 @@
  *   cmd-job.c     job list|finalize|cancel|dismiss|pause|resume|wait, events
  *   cmd-activate.c  activate: bring up the devices of /etc/bsynctab
  *   cmd-export.c  export start|stop|add|remove|list: pull-mode backups over NBD
+ *   cmd-image.c   image info: a backup image's partial-backup record
+ *   cmd-chain.c   chain verify, restore: backup chains read without the daemon
  *   bsynctab.c    the /etc/bsynctab parser (bsynctab.h)
  */
 #ifndef BSYNCCTL_H
@@ -34,6 +36,11 @@ enum {
 	EXIT_NO_DAEMON = 3,	/* cannot connect to bsyncd */
 	EXIT_CANCELLED = 4,	/* the job waited for was cancelled */
 	EXIT_PROTOCOL = 5,	/* lost the connection, or a reply not understood */
+	/* chain verify, restore: what is wrong with the chain (the first problem from the tip) */
+	EXIT_CHAIN_DAMAGED = 6,	/* an image is damaged or was left unfinished */
+	EXIT_CHAIN_BROKEN = 7,	/* a link is missing (or the chain loops) */
+	EXIT_CHAIN_PARTIAL = 8,	/* a partial (failed) image where it cannot be */
+	EXIT_CHAIN_SIZE = 9,	/* the images' virtual sizes disagree */
 };
 
 #define BSYNCCTL_VERSION "0.1.0"
@@ -222,12 +229,17 @@ int cmd_job_verb(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv
 int cmd_job_wait(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_events(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_image_info(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_chain_verify(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_restore(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_activate(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_export_start(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_export_stop(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_export_add(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_export_remove(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_export_list(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+
+/* cmd-image.c: a partial-backup record's "key=value" lines (cut up) as a JSON object. */
+json_object *image_record_json(char *text);
 
 /* cmd-job.c: wait for job id to end; the exit status of its outcome. */
 int job_wait(struct cli *c, const char *id, bool started_here);

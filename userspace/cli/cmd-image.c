@@ -9,8 +9,7 @@
 #include "bsyncctl.h"
 #include "qcow2.h"
 
-/* "key=value" lines -> a JSON object of strings. */
-static json_object *record_json(char *text)
+json_object *image_record_json(char *text)
 {
 	json_object *o = json_object_new_object();
 	char *line, *save = NULL;
@@ -50,7 +49,7 @@ int cmd_image_info(struct cli *c, const struct cli_cmd *cmd, int argc, char **ar
 		cli_error(c, "%s", err);
 		return EXIT_FAILED;
 	}
-	rec = record_json(text);
+	rec = image_record_json(text);
 	if (c->json) {
 		json_object *o = json_object_new_object();
 

@@ -208,6 +208,41 @@ const struct cli_cmd cli_cmds[] = {
 	  "copied and the bitmap mode. With bitmap-mode always the next\n"
 	  "incremental builds on it; otherwise delete it.\n",
 	  cmd_image_info },
+	{ "chain", "verify", "CHAIN-TIP [--json] [-q]",
+	  "check a backup chain: links, structure, sizes, partial images",
+	  "Walks the backing chain from CHAIN-TIP (the newest image) down to its\n"
+	  "full backup, reading the files without asking the daemon, and checks\n"
+	  "that every link exists, that every image is a sound, finished qcow2\n"
+	  "image (its L1 and L2 tables and refcounts, as qemu-img check does), that\n"
+	  "all have the tip's virtual size, and that no partial image (a failed or\n"
+	  "cancelled backup, see 'image info') is the tip or a link, unless its job\n"
+	  "ran with bitmap-mode always. Data clusters are not read.\n"
+	  "Columns: LEVEL (0 the tip), IMAGE, SIZE, DATA (bytes stored in the\n"
+	  "image), STATUS. Each problem is printed on stderr with what to do.\n"
+	  "\n"
+	  "  -q, --quiet   no table: only the problems and the exit status\n"
+	  "\n"
+	  "Exit status: 0 the chain is valid; 6 an image is damaged or was left\n"
+	  "unfinished; 7 a link is missing; 8 a partial image where it cannot be;\n"
+	  "9 the images' sizes disagree (the first problem from the tip decides);\n"
+	  "1 the chain could not be checked (I/O error, unsupported qcow2 feature).\n",
+	  cmd_chain_verify },
+	{ "restore", NULL, "CHAIN-TIP DEST",
+	  "write the image a backup chain describes onto a file or block device",
+	  "Verifies the chain as 'chain verify' does and, when it is valid, writes\n"
+	  "the image it describes onto DEST: a new file (made sparse: what reads as\n"
+	  "zeroes is not written), or a block device of at least the image's size,\n"
+	  "opened exclusively (refused while mounted or otherwise in use). Every\n"
+	  "table entry is checked again as it is read; a failure stops the restore\n"
+	  "(a new file is then removed). When DEST is a bsync device, every cluster\n"
+	  "is written through it, so its recording bitmaps mark the whole device\n"
+	  "dirty and their next incremental copies all of it; a bitmap that was\n"
+	  "not recording (or is inconsistent) is named: clear it and take a full\n"
+	  "backup before using it again.\n"
+	  "\n"
+	  "Exit status: as 'chain verify' when the chain is not valid (nothing is\n"
+	  "written); 1 when DEST cannot be written.\n",
+	  cmd_restore },
 };
 
 const size_t cli_ncmds = sizeof(cli_cmds) / sizeof(cli_cmds[0]);

@@ -15,6 +15,7 @@
 #include "../cli/cmd-activate.c"
 #include "../cli/cmd-backup.c"
 #include "../cli/cmd-bitmap.c"
+#include "../cli/cmd-chain.c"
 #include "../cli/cmd-device.c"
 #include "../cli/cmd-export.c"
 #include "../cli/cmd-image.c"
@@ -237,7 +238,8 @@ static void test_table_of_commands(void)
 		{ "job", "cancel" }, { "job", "dismiss" }, { "job", "pause" }, { "job", "resume" },
 		{ "job", "wait" }, { "events", NULL }, { "image", "info" }, { "activate", NULL },
 		{ "export", "start" }, { "export", "stop" }, { "export", "add" },
-		{ "export", "remove" }, { "export", "list" },
+		{ "export", "remove" }, { "export", "list" }, { "chain", "verify" },
+		{ "restore", NULL },
 	};
 	size_t i, bad = 0;
 
