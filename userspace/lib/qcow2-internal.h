@@ -142,6 +142,11 @@ static inline void q_put64(uint8_t *p, uint64_t v)
 __attribute__((format(printf, 4, 5)))
 int qcow2_seterr(char *err, size_t errlen, int rc, const char *fmt, ...);
 
+/* qcow2_seterr() of "PATH: <fmt's message>". */
+__attribute__((format(printf, 5, 0)))
+int qcow2_vseterr_at(char *err, size_t errlen, int rc, const char *path, const char *fmt,
+		     va_list ap);
+
 /*
  * Record an I/O error: the image is unusable from now on.  Returns the
  * first error recorded.
@@ -226,6 +231,13 @@ int qcow2_write_refcounts(struct qcow2_image *img, uint64_t *rt_off,
 			  uint64_t *rt_clusters);
 
 /* qcow2-open.c */
+
+/*
+ * Open path with flags (O_CLOEXEC added): a regular file at least as long
+ * as a v3 header.  *fd (-1 on failure) and *fsize; 0 or -errno, described.
+ */
+int qcow2_open_file(const char *path, int flags, int *fd, uint64_t *fsize, char *err,
+		    size_t errlen);
 
 /*
  * What is wrong with the fixed header h (QCOW2_HDR_V3_LEN bytes) for us:

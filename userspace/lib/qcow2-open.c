@@ -36,13 +36,12 @@ static int refuse(struct parse *p, int rc, const char *fmt, ...)
 
 static int refuse(struct parse *p, int rc, const char *fmt, ...)
 {
-	char msg[240];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	rc = qcow2_vseterr_at(p->err, p->errlen, rc, p->path, fmt, ap);
 	va_end(ap);
-	return qcow2_seterr(p->err, p->errlen, rc, "%s: %s", p->path, msg);
+	return rc;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -333,21 +332,37 @@ static int mark_incomplete(struct parse *p, struct qcow2_image *img)
 			   strerror(-rc)) : 0;
 }
 
-static int read_header(struct parse *p, int flags)
+int qcow2_open_file(const char *path, int flags, int *fd, uint64_t *fsize, char *err,
+		    size_t errlen)
 {
 	struct stat st;
-	int rc;
+	int rc = 0;
 
-	p->fd = open(p->path, flags | O_CLOEXEC);
-	if (p->fd < 0)
-		return refuse(p, -errno, "cannot open: %s", strerror(errno));
-	if (fstat(p->fd, &st) < 0)
-		return refuse(p, -errno, "cannot stat: %s", strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return refuse(p, -EINVAL, "not a regular file");
-	p->fsize = (uint64_t)st.st_size;
-	if (p->fsize < QCOW2_HDR_V3_LEN)
-		return refuse(p, -EINVAL, "not a qcow2 v3 image (file too short)");
+	*fd = open(path, flags | O_CLOEXEC);
+	if (*fd < 0)
+		return qcow2_seterr(err, errlen, -errno, "%s: cannot open: %s", path, strerror(errno));
+	if (fstat(*fd, &st) < 0)
+		rc = qcow2_seterr(err, errlen, -errno, "%s: cannot stat: %s", path, strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		rc = qcow2_seterr(err, errlen, -EINVAL, "%s: not a regular file", path);
+	else if ((uint64_t)st.st_size < QCOW2_HDR_V3_LEN)
+		rc = qcow2_seterr(err, errlen, -EINVAL, "%s: not a qcow2 v3 image (file too short)",
+				  path);
+	if (rc) {
+		close(*fd);
+		*fd = -1;
+		return rc;
+	}
+	*fsize = (uint64_t)st.st_size;
+	return 0;
+}
+
+static int read_header(struct parse *p, int flags)
+{
+	int rc = qcow2_open_file(p->path, flags, &p->fd, &p->fsize, p->err, p->errlen);
+
+	if (rc)
+		return rc;
 	p->hc = malloc(QCOW2_HDR_V3_LEN);
 	if (!p->hc)
 		return refuse(p, -ENOMEM, "out of memory");

@@ -50,13 +50,12 @@ struct qcow2_reader {
 __attribute__((format(printf, 3, 4)))
 static int rerr(struct qcow2_reader *r, int rc, const char *fmt, ...)
 {
-	char msg[256];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	rc = qcow2_vseterr_at(r->err, sizeof(r->err), rc, r->path, fmt, ap);
 	va_end(ap);
-	return qcow2_seterr(r->err, sizeof(r->err), rc, "%s: %s", r->path, msg);
+	return rc;
 }
 
 const struct qcow2_info *qcow2_reader_info(const struct qcow2_reader *r)
@@ -107,16 +106,11 @@ static int load(struct qcow2_reader *r)
 	uint64_t boff, incompat, need;
 	uint32_t bsize;
 	char msg[240];
-	struct stat st;
 	int rc;
 
-	if (fstat(r->fd, &st) < 0)
-		return rerr(r, -errno, "cannot stat: %s", strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return rerr(r, -EINVAL, "not a regular file");
-	i->file_size = (uint64_t)st.st_size;
-	if (i->file_size < QCOW2_HDR_V3_LEN)
-		return rerr(r, -EINVAL, "not a qcow2 v3 image (file too short)");
+	rc = qcow2_open_file(r->path, O_RDONLY, &r->fd, &i->file_size, r->err, sizeof(r->err));
+	if (rc)
+		return rc;
 	rc = qcow2_pread_all(r->fd, h, sizeof(h), 0);
 	if (rc)
 		return rerr(r, rc, "cannot read the header: %s", strerror(-rc));
@@ -201,8 +195,8 @@ int qcow2_reader_open(const char *path, struct qcow2_reader **out, char *err, si
 		free(r);
 		return qcow2_seterr(err, errlen, -ENOMEM, "%s: out of memory", path);
 	}
-	r->fd = open(path, O_RDONLY | O_CLOEXEC);
-	rc = r->fd < 0 ? rerr(r, -errno, "cannot open: %s", strerror(errno)) : load(r);
+	r->fd = -1;
+	rc = load(r);
 	if (rc) {
 		qcow2_seterr(err, errlen, rc, "%s", r->err);
 		qcow2_reader_close(r);

@@ -43,6 +43,15 @@ int qcow2_seterr(char *err, size_t errlen, int rc, const char *fmt, ...)
 	return rc;
 }
 
+int qcow2_vseterr_at(char *err, size_t errlen, int rc, const char *path, const char *fmt,
+		     va_list ap)
+{
+	char msg[256];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	return qcow2_seterr(err, errlen, rc, "%s: %s", path, msg);
+}
+
 uint64_t qcow2_l1_needed(uint64_t size, unsigned cluster_bits)
 {
 	uint64_t clusters = (size + (1ull << cluster_bits) - 1) >> cluster_bits;
