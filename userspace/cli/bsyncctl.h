@@ -41,6 +41,7 @@ enum {
 	EXIT_CHAIN_BROKEN = 7,	/* a link is missing (or the chain loops) */
 	EXIT_CHAIN_PARTIAL = 8,	/* a partial (failed) image where it cannot be */
 	EXIT_CHAIN_SIZE = 9,	/* the images' virtual sizes disagree */
+	EXIT_FELL_BACK = 10,	/* backup --fallback full: a full backup was taken instead */
 };
 
 #define BSYNCCTL_VERSION "0.1.0"
@@ -240,6 +241,15 @@ int cmd_export_list(struct cli *c, const struct cli_cmd *cmd, int argc, char **a
 
 /* cmd-image.c: a partial-backup record's "key=value" lines (cut up) as a JSON object. */
 json_object *image_record_json(char *text);
+
+/*
+ * cmd-chain.c: can the image at path be the backing file of the next
+ * incremental?  Its chain is checked as by chain verify, except that a tip
+ * made partial with bitmap-mode always is valid.  0 if so, else chain
+ * verify's exit status and the first problem ("PATH: why") in detail.
+ * *vsize: the image's virtual size (0 if it could not be read).
+ */
+int chain_check_base(const char *path, uint64_t *vsize, char *detail, size_t len);
 
 /* cmd-job.c: wait for job id to end; the exit status of its outcome. */
 int job_wait(struct cli *c, const char *id, bool started_here);

@@ -48,6 +48,7 @@ struct verify {
 	struct link *links;
 	size_t n;
 	int status;			/* the first problem's, from the tip */
+	bool as_base;			/* the tip is to be the next backup's base */
 	char failed[PATH_MAX];
 };
 
@@ -171,7 +172,10 @@ static void check_link(struct verify *v, size_t i)
 	record_field(info->partial_text, "job", job, sizeof(job));
 	record_field(info->partial_text, "bitmap-mode", mode, sizeof(mode));
 	record_field(info->partial_text, "result", result, sizeof(result));
-	if (i == 0) {
+	if (i == 0 && v->as_base && !strcmp(mode, "always")) {
+		snprintf(l->note, sizeof(l->note), "partial (job '%s' %s), a valid base: bitmap-mode always",
+			 job, result);
+	} else if (i == 0) {
 		problem(l, EXIT_CHAIN_PARTIAL,
 			"a partial backup (job '%s' %s): it is not a point in time", job, result);
 		if (!strcmp(mode, "always"))
@@ -203,14 +207,19 @@ static void verify_free(struct verify *v)
 	memset(v, 0, sizeof(*v));
 }
 
-/* Open and check the chain of tip; 0 (v->status tells) or -ENOMEM. */
-static int verify_chain(const char *tip, struct verify *v)
+/*
+ * Open and check the chain of tip; 0 (v->status tells) or -ENOMEM.  With
+ * as_base, a tip made partial with bitmap-mode always is valid: it is no
+ * point in time, but the next incremental builds on it.
+ */
+static int verify_chain(const char *tip, struct verify *v, bool as_base)
 {
 	char err[512];
 	size_t extra;
 	int rc;
 
 	memset(v, 0, sizeof(*v));
+	v->as_base = as_base;
 	rc = qcow2_chain_open(tip, &v->chain, v->failed, sizeof(v->failed), err, sizeof(err));
 	if (rc == -ENOMEM)
 		return rc;
@@ -244,6 +253,16 @@ static int verify_chain(const char *tip, struct verify *v)
 			v->status = l->status;
 	}
 	return 0;
+}
+
+/* verify_chain() for a command: 0, or EXIT_FAILED with the error printed. */
+static int verify_cli(struct cli *c, const char *tip, struct verify *v)
+{
+	if (!verify_chain(tip, v, false))
+		return 0;
+	cli_error(c, "%s: %s", c->what, strerror(ENOMEM));
+	verify_free(v);
+	return EXIT_FAILED;
 }
 
 static json_object *link_json(const struct link *l, size_t level)
@@ -353,11 +372,9 @@ int cmd_chain_verify(struct cli *c, const struct cli_cmd *cmd, int argc, char **
 	if (r)
 		return r;
 	cli_set_what(c, "chain verify");
-	if (verify_chain(pos[0], &v)) {
-		cli_error(c, "%s: %s", c->what, strerror(ENOMEM));
-		verify_free(&v);
-		return EXIT_FAILED;
-	}
+	r = verify_cli(c, pos[0], &v);
+	if (r)
+		return r;
 	r = v.status;
 	if (c->json) {
 		json_object *o = verify_json(&v, pos[0]);
@@ -372,6 +389,30 @@ int cmd_chain_verify(struct cli *c, const struct cli_cmd *cmd, int argc, char **
 			fprintf(c->out, "chain ok: %zu image%s, %s is a complete point in time\n", v.n,
 				v.n > 1 ? "s" : "", pos[0]);
 	}
+	verify_free(&v);
+	return r;
+}
+
+int chain_check_base(const char *path, uint64_t *vsize, char *detail, size_t len)
+{
+	struct verify v;
+	int r;
+
+	*vsize = 0;
+	detail[0] = 0;
+	if (verify_chain(path, &v, true)) {
+		verify_free(&v);
+		snprintf(detail, len, "%s: %s", path, strerror(ENOMEM));
+		return EXIT_FAILED;
+	}
+	r = v.status;
+	for (size_t i = 0; i < v.n && r; i++)
+		if (v.links[i].status) {
+			snprintf(detail, len, "%s: %s", v.links[i].path, v.links[i].problem);
+			break;
+		}
+	if (v.n && (v.links[0].info || v.links[0].raw))
+		*vsize = v.links[0].size;
 	verify_free(&v);
 	return r;
 }
@@ -671,11 +712,9 @@ int cmd_restore(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 		return r;
 	cli_set_what(c, "restore");
 	d.path = pos[1];
-	if (verify_chain(pos[0], &v)) {
-		cli_error(c, "%s: %s", c->what, strerror(ENOMEM));
-		verify_free(&v);
-		return EXIT_FAILED;
-	}
+	r = verify_cli(c, pos[0], &v);
+	if (r)
+		return r;
 	r = v.status;
 	if (r) {
 		print_problems(c, &v);

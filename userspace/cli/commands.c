@@ -108,7 +108,8 @@ const struct cli_cmd cli_cmds[] = {
 	{ "backup", NULL,
 	  "DEVICE TARGET --sync MODE [--bitmap NAME]\n"
 	  "         [--bitmap-mode MODE] [--backing FILE] [--existing] [--speed RATE]\n"
-	  "         [--job-id ID] [--no-auto-finalize] [--no-auto-dismiss] [--wait]",
+	  "         [--job-id ID] [--no-auto-finalize] [--no-auto-dismiss] [--wait]\n"
+	  "         [--fallback full]",
 	  "back DEVICE up into the qcow2 image TARGET",
 	  "Starts a backup job of the device as it is at this instant, into a\n"
 	  "qcow2 image. Without --wait it returns once the job has started.\n"
@@ -132,7 +133,17 @@ const struct cli_cmd cli_cmds[] = {
 	  "  --no-auto-finalize   stay pending until 'job finalize ID'\n"
 	  "  --no-auto-dismiss    stay concluded until 'job dismiss ID'\n"
 	  "  -w, --wait           wait for the job to end, with a progress bar on a\n"
-	  "                       terminal; exit with its outcome\n",
+	  "                       terminal; exit with its outcome\n"
+	  "  --fallback full      with --sync incremental: when the incremental is\n"
+	  "                       impossible, take a full backup into TARGET instead\n"
+	  "                       (a new chain, no backing file) and say why on\n"
+	  "                       stderr and, with --json, in a first object\n"
+	  "                       {\"fallback\": {\"reason\", \"detail\", ...}}; exit 10\n"
+	  "                       when it succeeds. Reasons: bitmap-missing (it is\n"
+	  "                       added), bitmap-inconsistent (it is cleared),\n"
+	  "                       base-missing, base-partial, base-damaged,\n"
+	  "                       base-unreadable (--backing's chain, as 'chain\n"
+	  "                       verify' sees it), device-resized\n",
 	  cmd_backup },
 	{ "job", "list", "[-b] [-q]", "list the jobs",
 	  "Columns: ID, TYPE, STATUS, DONE, TOTAL, PROGRESS, ERROR.\n"

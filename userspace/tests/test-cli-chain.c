@@ -36,13 +36,13 @@ static int run(bool json, const char *const *words)
 {
 	struct cli c = { .json = json };
 	const struct cli_cmd *cmd;
-	char *argv[8], *ob = NULL, *eb = NULL;
+	char *argv[16], *ob = NULL, *eb = NULL;
 	size_t ol = 0, el = 0;
 	int argc = 0, r;
 
-	cmd = !strcmp(words[0], "restore") ? cli_find_cmd("restore", NULL)
-					   : cli_find_cmd("chain", words[0]);
-	while (words[argc] && argc < 7) {
+	cmd = !strcmp(words[0], "restore") || !strcmp(words[0], "backup") ?
+		cli_find_cmd(words[0], NULL) : cli_find_cmd("chain", words[0]);
+	while (words[argc] && argc < 15) {
 		argv[argc] = (char *)words[argc];
 		argc++;
 	}
@@ -421,9 +421,19 @@ static void test_usage(void)
 {
 	const char *w1[] = { "verify", NULL };
 	const char *w2[] = { "restore", "a", NULL };
+	const char *w3[] = { "backup", "vm1", "t.qcow2", "--sync", "incremental", "--bitmap", "b",
+			     "--fallback", "partial", NULL };
+	const char *w4[] = { "backup", "vm1", "t.qcow2", "--sync", "full", "--fallback", "full", NULL };
+	const char *w5[] = { "backup", "vm1", "t.qcow2", "--sync", "incremental", "--fallback", "full",
+			     NULL };
 
 	tap_ok(run(false, w1) == EXIT_USAGE, "verify without CHAIN-TIP: usage error");
 	tap_ok(run(false, w2) == EXIT_USAGE, "restore without DEST: usage error");
+	tap_ok(run(false, w3) == EXIT_USAGE && strstr(err_buf, "--fallback: 'partial' is not full"),
+	       "backup --fallback partial: usage error");
+	tap_ok(run(false, w4) == EXIT_USAGE && strstr(err_buf, "goes with --sync incremental"),
+	       "backup --fallback full with --sync full: usage error");
+	tap_ok(run(false, w5) == EXIT_USAGE, "backup --fallback full without --bitmap: usage error");
 }
 
 int main(void)
