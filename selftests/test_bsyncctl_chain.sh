@@ -1,0 +1,130 @@
+#!/bin/bash
+# bsyncctl chain verify and restore on chains bsyncd wrote.  A full and an
+# incremental verify; an incremental that fails (an injected read error)
+# leaves a partial image, refused as the chain's tip and, once the next
+# incremental is chained onto it, as a link.  Restore onto a second bsync
+# device is refused while something holds the device open, then writes the
+# chain's image through it: its recording bitmap marks the whole device
+# dirty and one that was not recording is named, and the next incremental
+# chained on the restored point makes a chain equal to the device.
+# backup --fallback full, from real situations: a partial base, a missing
+# base, a missing bitmap and a grown device each make a full backup instead,
+# with the reason in the exit status (10), on stderr and in --json; with
+# nothing wrong it takes the incremental.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/bsyncd-lib.sh"
+
+disk0=${BSYNC_DISK0:?no scratch disk}
+disk1=${BSYNC_DISK1:?needs a second scratch disk}
+size=$((16 * 1024 * 1024))
+dir=$(mktemp -d /tmp/bsyncctl-chain.XXXXXX)
+export BSYNCD_SOCKET=$BSYNCD_SOCK
+
+cleanup() {
+	exec 9<&-
+	bsyncd_stop
+	dm remove csrc 2>/dev/null
+	dm remove cdst 2>/dev/null
+	dm remove csrc-lin 2>/dev/null
+	dm remove cdst-lin 2>/dev/null
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+
+bsyncd_start
+ok $? "bsyncd starts"
+echo "0 $((size / 512)) linear $disk0 0" | dm create csrc-lin && dm mknodes csrc-lin &&
+	echo "0 $((size / 512)) linear $disk1 0" | dm create cdst-lin && dm mknodes cdst-lin &&
+	bsyncctl device add csrc /dev/mapper/csrc-lin && bsyncctl device add cdst /dev/mapper/cdst-lin &&
+	bsyncctl bitmap add csrc b && bsyncctl bitmap add cdst r && bsyncctl bitmap add cdst off --disabled
+ok $? "two bsync devices of 16 MiB and their bitmaps"
+
+# --- a chain of two, valid
+qemu-io -f raw -t none -c "write -P 0x11 0 4M" -c "write -P 0x12 8M 1M" /dev/mapper/csrc >/dev/null &&
+	bsyncctl backup csrc "$dir/full.qcow2" --sync full --bitmap b --bitmap-mode on-success --wait >/dev/null &&
+	qemu-io -f raw -t none -c "write -P 0x21 1M 256k" /dev/mapper/csrc >/dev/null &&
+	bsyncctl backup csrc "$dir/inc1.qcow2" --sync incremental --bitmap b --backing full.qcow2 --wait >/dev/null
+ok $? "a full and an incremental backup"
+bsyncctl --json chain verify "$dir/inc1.qcow2" >"$dir/j"
+ok $? "chain verify: the chain is valid (exit 0)"
+expect_eq "ok 2 ok ok 262144" \
+	"$(jq -r '"\(.status) \(.images | length) \(.images[0].status) \(.images[1].status) \(.images[0]."data-bytes")"' "$dir/j")" \
+	"--json: two images, both ok, the incremental holds the 256 KiB written"
+
+# --- a failed incremental: its partial image is neither a tip nor a link
+qemu-io -f raw -t none -c "write -P 0x31 2M 64k" -c "write -P 0x32 6M 64k" -c "write -P 0x33 12M 64k" \
+	/dev/mapper/csrc >/dev/null
+q_ok x-debug-inject-error '{"device": "csrc", "operation": "read", "skip": 1}'
+ok $? "a read error injected into the next backup"
+bsyncctl backup csrc "$dir/inc2.qcow2" --sync incremental --bitmap b --backing inc1.qcow2 --wait \
+	>/dev/null 2>&1
+expect_eq 1 $? "the incremental fails"
+bsyncctl chain verify -q "$dir/inc2.qcow2" 2>"$dir/err"
+expect_eq 8 $? "chain verify of the partial image: exit 8"
+grep -q "not a point in time; delete it" "$dir/err"
+ok $? "and it says to delete it: $(head -c 300 "$dir/err")"
+bsyncctl backup csrc "$dir/inc3.qcow2" --sync incremental --bitmap b --backing inc2.qcow2 --wait >/dev/null &&
+	bsyncctl --json chain verify "$dir/inc3.qcow2" >"$dir/j" 2>/dev/null
+expect_eq "8 ok partial" "$?"" $(jq -r '"\(.images[0].status) \(.images[1].status)"' "$dir/j")" \
+	"an incremental chained onto it: exit 8, the link is the partial one"
+
+# --- restore onto a bsync device
+exec 9</dev/mapper/cdst
+bsyncctl restore "$dir/inc1.qcow2" /dev/mapper/cdst 2>"$dir/err"
+expect_eq 1 $? "restore onto a device held open is refused"
+grep -q "is in use" "$dir/err"
+ok $? "because it is in use: $(head -c 200 "$dir/err")"
+exec 9<&-
+bsyncctl restore "$dir/inc1.qcow2" /dev/mapper/cdst >"$dir/out"
+ok $? "restore onto the bsync device"
+grep -q "^bitmap r: every restored cluster is dirty" "$dir/out" &&
+	grep -q "^bitmap off: not recording: .*bitmap clear cdst off" "$dir/out"
+ok $? "it tells what became of each bitmap: $(tr '\n' ' ' <"$dir/out" | head -c 400)"
+qemu-img compare -q -f qcow2 -F raw "$dir/inc1.qcow2" /dev/mapper/cdst
+ok $? "the device equals the restored point (qemu-img compare)"
+bsyncctl --json bitmap list cdst >"$dir/j"
+expect_eq "r $size off 0" \
+	"$(jq -r '[.[] | ."dirty-bitmaps"[] | "\(.name) \(.count)"] | join(" ")' "$dir/j")" \
+	"the recording bitmap marks the whole device, the disabled one nothing"
+qemu-io -f raw -t none -c "write -P 0x44 3M 64k" /dev/mapper/cdst >/dev/null &&
+	bsyncctl backup cdst "$dir/dst1.qcow2" --sync incremental --bitmap r --backing inc1.qcow2 --wait >/dev/null
+ok $? "an incremental of the restored device, chained on the restored point"
+qemu-img compare -q -f qcow2 -F raw "$dir/dst1.qcow2" /dev/mapper/cdst &&
+	bsyncctl chain verify -q "$dir/dst1.qcow2"
+ok $? "that chain equals the device and verifies"
+
+# --- backup --fallback full
+# fb DESC REASON ARGS...: a --json backup with --fallback full falls back for REASON
+fb() {
+	local desc=$1 reason=$2 st
+	shift 2
+	bsyncctl --json backup "$@" --fallback full --wait >"$dir/j" 2>"$dir/err"
+	st=$?
+	expect_eq "10 $reason $reason" \
+		"$st $(jq -r 'select(.fallback) | .fallback.reason' "$dir/j") $(grep -o "no incremental ($reason)" "$dir/err" | grep -o "$reason")" \
+		"$desc: a full instead, exit 10, the reason in --json and on stderr"
+}
+fb "a partial base" base-partial csrc "$dir/fb1.qcow2" --sync incremental --bitmap b --backing inc2.qcow2
+expect_eq "1 0" "$(bsyncctl --json chain verify "$dir/fb1.qcow2" | jq -r '.images | length') $?" \
+	"the full stands alone and verifies"
+qemu-img compare -q -f qcow2 -F raw "$dir/fb1.qcow2" /dev/mapper/csrc
+ok $? "and equals the device"
+fb "a missing base" base-missing csrc "$dir/fb2.qcow2" --sync incremental --bitmap b --backing gone.qcow2
+fb "a missing bitmap" bitmap-missing csrc "$dir/fb3.qcow2" --sync incremental --bitmap nosuch --backing fb2.qcow2
+expect_eq "b nosuch" "$(bsyncctl bitmap list csrc -q | xargs)" "the missing bitmap was added"
+# grow the device to 32 MiB: origin first, then the bsync table
+echo "0 $((2 * size / 512)) linear $disk0 0" | dm reload csrc-lin && dm resume csrc-lin &&
+	dm table csrc | awk -v n=$((2 * size / 512)) '{$2 = n; print}' | dm reload csrc && dm resume csrc
+ok $? "the device grown to 32 MiB"
+fb "a grown device" device-resized csrc "$dir/fb4.qcow2" --sync incremental --bitmap b --backing fb3.qcow2
+grep -q "is 32 MiB, its base image .*fb3.qcow2 was 16 MiB" "$dir/err"
+ok $? "the sizes are told: $(head -c 300 "$dir/err")"
+qemu-io -f raw -t none -c "write -P 0x55 20M 64k" /dev/mapper/csrc >/dev/null &&
+	bsyncctl backup csrc "$dir/fb5.qcow2" --sync incremental --bitmap b --backing fb4.qcow2 --fallback full --wait \
+		>/dev/null
+ok $? "nothing wrong: the incremental is taken (exit 0)"
+expect_eq "65536 2" "$(bsyncctl --json chain verify "$dir/fb5.qcow2" | jq -r '"\(.images[0]."data-bytes") \(.images | length)"')" \
+	"it holds the 64 KiB written, over the full"
+qemu-img compare -q -f qcow2 -F raw "$dir/fb5.qcow2" /dev/mapper/csrc
+ok $? "and that chain equals the device"
+tap_done
