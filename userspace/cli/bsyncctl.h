@@ -15,7 +15,7 @@
  *   cmd-activate.c  activate: bring up the devices of /etc/bsynctab
  *   cmd-export.c  export start|stop|add|remove|list: pull-mode backups over NBD
  *   cmd-image.c   image info: a backup image's partial-backup record
- *   cmd-chain.c   chain verify, restore: backup chains read without the daemon
+ *   cmd-chain.c   chain verify|merge, restore: backup chains without the daemon
  *   bsynctab.c    the /etc/bsynctab parser (bsynctab.h)
  */
 #ifndef BSYNCCTL_H
@@ -231,6 +231,7 @@ int cmd_job_wait(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv
 int cmd_events(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_image_info(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_chain_verify(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_chain_merge(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_restore(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_activate(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_export_start(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv);

@@ -238,6 +238,22 @@ const struct cli_cmd cli_cmds[] = {
 	  "9 the images' sizes disagree (the first problem from the tip decides);\n"
 	  "1 the chain could not be checked (I/O error, unsupported qcow2 feature).\n",
 	  cmd_chain_verify },
+	{ "chain", "merge", "CHAIN-TIP [--keep]",
+	  "fold the oldest incremental of a chain into its full backup",
+	  "For retention: the chain full <- inc1 <- inc2 <- ... becomes\n"
+	  "inc1 <- inc2 <- ..., where inc1 is now a full backup of the same point in\n"
+	  "time, and full is deleted. The chain is verified first (nothing is done\n"
+	  "to one that is not valid); inc1 merged with full is written as a new\n"
+	  "file, INC1.merging, checked, then renamed over inc1, the one step that\n"
+	  "changes the chain: killed at any moment, the chain stays valid (a\n"
+	  "leftover INC1.merging or old full file can be deleted). Needs free space\n"
+	  "for one full image. Do not run it while QEMU or a restore reads the chain.\n"
+	  "\n"
+	  "  --keep   keep the old full backup file (another chain shares it)\n"
+	  "\n"
+	  "Exit status: as 'chain verify' when the chain is not valid; 1 when the\n"
+	  "merge failed (the chain is as it was).\n",
+	  cmd_chain_merge },
 	{ "restore", NULL, "CHAIN-TIP DEST",
 	  "write the image a backup chain describes onto a file or block device",
 	  "Verifies the chain as 'chain verify' does and, when it is valid, writes\n"

@@ -238,7 +238,7 @@ static void test_table_of_commands(void)
 		{ "job", "cancel" }, { "job", "dismiss" }, { "job", "pause" }, { "job", "resume" },
 		{ "job", "wait" }, { "events", NULL }, { "image", "info" }, { "activate", NULL },
 		{ "export", "start" }, { "export", "stop" }, { "export", "add" },
-		{ "export", "remove" }, { "export", "list" }, { "chain", "verify" },
+		{ "export", "remove" }, { "export", "list" }, { "chain", "verify" }, { "chain", "merge" },
 		{ "restore", NULL },
 	};
 	size_t i, bad = 0;

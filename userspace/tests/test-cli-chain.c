@@ -10,6 +10,8 @@
  * reported with their exit status, and qemu-img check agrees that the
  * damaged images are damaged.  The CLI's sources are compiled in.
  */
+#include <signal.h>
+
 #include "test-qcow2-common.h"
 
 #include "../cli/args.c"
@@ -416,6 +418,99 @@ static void test_partial(void)
 	       "but as the tip it is not a point in time: exit 8 (%d)", r);
 }
 
+static int run_merge(const char *tip)
+{
+	const char *w[] = { "merge", tip, NULL };
+
+	return run(false, w);
+}
+
+static bool exists(const char *name)
+{
+	char p[512];
+
+	return !access(tq_path(p, sizeof(p), name), F_OK);
+}
+
+static void test_merge(void)
+{
+	char tip[512], ref[512], p[512];
+	json_object *doc;
+	int r;
+
+	tq_path(tip, sizeof(tip), "inc2.qcow2");
+	tq_path(ref, sizeof(ref), "ref.raw");
+	make_chain(NULL, SIZE);
+	tq_run("qemu-img convert -O raw '%s' '%s'", tip, ref);
+	r = run_merge(tip);
+	tap_ok(r == 0 && strstr(out_buf, "is now a full backup") && !exists("full.qcow2") &&
+	       !exists("inc1.qcow2.merging"),
+	       "merge folds inc1 into full, full deleted (exit %d: %s)", r, err_buf);
+	r = run_verify_json(tip, &doc);
+	tap_ok(r == 0 && image_count(doc) == 2 && !strcmp(image_field(doc, 1, "backing"), ""),
+	       "the chain is inc2 <- inc1, inc1 standalone, and verifies");
+	json_object_put(doc);
+	tap_ok(tq_run("qemu-img check -q '%s'", tq_path(p, sizeof(p), "inc1.qcow2")) == 0 &&
+	       tq_run("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", tip, ref) == 0,
+	       "qemu-img: the merged image is clean and the chain reads as before");
+	tap_ok(run_merge(tip) == 0 && tq_run("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", tip, ref) == 0,
+	       "merged again: inc2 alone, the same disk");
+	r = run_merge(tip);
+	tap_ok(r == EXIT_FAILED && strstr(err_buf, "nothing to merge"), "a full backup alone: nothing to merge");
+
+	make_chain(REC("on-success"), SIZE);
+	r = run_merge(tip);
+	tap_ok(r == EXIT_CHAIN_PARTIAL && exists("full.qcow2") && strstr(err_buf, "nothing was merged"),
+	       "a chain that is not valid is left alone (exit %d)", r);
+	unlink(ref);
+}
+
+/* Kill merges at moments spread over their run: the chain stays valid and the same. */
+static void test_merge_kill(void)
+{
+	char tip[512], ref[512];
+	int runs = 16, bad = 0, midway = 0;
+	double t0, dur;
+
+	tq_path(tip, sizeof(tip), "inc2.qcow2");
+	tq_path(ref, sizeof(ref), "ref.raw");
+	tq_run("rm -f '%s'/*.qcow2 '%s'/pristine.*", tq_dir, tq_dir);
+	if (make_level("full.qcow2", NULL, 16u << 20, 65536, NULL, true) ||
+	    make_level("inc1.qcow2", "full.qcow2", 16u << 20, 65536, NULL, true) ||
+	    make_level("inc2.qcow2", "inc1.qcow2", 16u << 20, 65536, NULL, true) ||
+	    tq_run("cd '%s' && mkdir pristine && cp full.qcow2 inc1.qcow2 inc2.qcow2 pristine/ && "
+		   "qemu-img convert -O raw inc2.qcow2 ref.raw", tq_dir)) {
+		tap_ok(0, "a chain of 16 MiB images");
+		return;
+	}
+	t0 = progress_now();
+	tap_ok(run_merge(tip) == 0, "an uninterrupted merge of 16 MiB images");
+	dur = progress_now() - t0;
+	for (int i = 0; i < runs; i++) {
+		pid_t pid;
+		int st;
+
+		tq_run("cd '%s' && rm -f *.qcow2 *.merging && cp pristine/*.qcow2 .", tq_dir);
+		fflush(stdout);
+		pid = fork();
+		if (pid == 0)
+			_exit(run_merge(tip));
+		usleep((useconds_t)(dur * 1e6 * 1.2 * i / runs));
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+		midway += exists("inc1.qcow2.merging");
+		if (run_verify(tip) != 0 ||
+		    tq_run("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", tip, ref) != 0) {
+			bad++;
+			tap_diag("kill %d after %.0f ms: %s", i, dur * 1e3 * 1.2 * i / runs, err_buf);
+		}
+	}
+	tap_ok(!bad, "%d merges killed at moments over %.0f ms: the chain verifies and reads the same "
+	       "every time (%d killed while writing)", runs, dur * 1e3, midway);
+	tap_ok(midway > 0, "some kills landed while the merged image was being written");
+	tq_run("rm -rf '%s'/pristine '%s'", tq_dir, ref);
+}
+
 /* Missing arguments. */
 static void test_usage(void)
 {
@@ -445,6 +540,8 @@ int main(void)
 	test_damage();
 	test_links();
 	test_partial();
+	test_merge();
+	test_merge_kill();
 	tq_cleanup();
 	return tap_done();
 }
