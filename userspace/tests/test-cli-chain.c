@@ -241,6 +241,13 @@ static void test_good_chain(void)
 	tap_ok(r == EXIT_FAILED && strstr(err_buf, "exists"),
 	       "restore refuses to overwrite an existing file (exit %d)", r);
 	unlink(dest);
+	r = run(true, w);
+	doc = json_tokener_parse(out_buf);
+	tap_ok(r == 0 && doc && jint(doc, "size") == SIZE && jint(doc, "images") == 3 &&
+	       jint(doc, "written") + jint(doc, "sparse") == SIZE && !jstr(doc, "bsync-device"),
+	       "restore --json: size, images, written + sparse = size, no bsync device");
+	json_object_put(doc);
+	unlink(dest);
 	unlink(ref);
 }
 
@@ -272,6 +279,19 @@ static void test_qemu_chain(void)
 	       strstr(out_buf, "left sparse"),
 	       "the new file is sparse (%llu of 5 MiB allocated)", (unsigned long long)st.st_blocks * 512);
 	tq_run("rm -f '%s'/q*.qcow2 '%s'", tq_dir, dest);
+
+	/* a raw base, as --backing-fmt raw makes */
+	tq_path(tip, sizeof(tip), "r1.qcow2");
+	r = tq_run("cd '%s' && qemu-img create -q -f raw r0.raw 3M && "
+		   "qemu-io -f raw -c 'write -P 0x41 0 1M' r0.raw && "
+		   "qemu-img create -q -f qcow2 -b r0.raw -F raw r1.qcow2 && "
+		   "qemu-io -c 'write -P 0x42 512k 64k' r1.qcow2", tq_dir);
+	r = r ?: run_verify(tip);
+	tap_ok(r == 0 && strstr(out_buf, "raw"), "a chain on a raw base verifies (exit %d)", r);
+	r = run(false, w);
+	tap_ok(r == 0 && tq_run("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", tip, dest) == 0,
+	       "and restores equal to it");
+	tq_run("rm -f '%s'/r0.raw '%s'/r1.qcow2 '%s'", tq_dir, tq_dir, dest);
 }
 
 /* A damaged image: verify says 6, qemu-img check (exit 2) agrees, restore writes nothing. */
