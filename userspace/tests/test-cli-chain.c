@@ -44,7 +44,7 @@ static int run(bool json, const char *const *words)
 
 	cmd = !strcmp(words[0], "restore") || !strcmp(words[0], "backup") ?
 		cli_find_cmd(words[0], NULL) : cli_find_cmd("chain", words[0]);
-	while (words[argc] && argc < 15) {
+	while (argc < 15 && words[argc]) {
 		argv[argc] = (char *)words[argc];
 		argc++;
 	}
@@ -112,7 +112,7 @@ static int make_level(const char *name, const char *backing, uint64_t size, uint
 	struct qcow2_image *img;
 	char path[512], err[512];
 	uint8_t *buf = malloc(cs);
-	int rc;
+	int rc, cr;
 
 	rc = buf ? qcow2_create(tq_path(path, sizeof(path), name), &o, &img, err, sizeof(err))
 		 : -ENOMEM;
@@ -135,7 +135,8 @@ static int make_level(const char *name, const char *backing, uint64_t size, uint
 		rc = qcow2_set_partial(img, partial);
 	if (rc)
 		tap_diag("write %s: %s", name, qcow2_errmsg(img));
-	rc = qcow2_close(img, complete, err, sizeof(err)) ?: rc;
+	cr = qcow2_close(img, complete, err, sizeof(err));
+	rc = rc ? rc : cr;
 	free(buf);
 	return rc;
 }

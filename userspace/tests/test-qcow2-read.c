@@ -20,7 +20,7 @@ static int make_image(const char *path)
 	struct qcow2_create_opts o = { .virtual_size = SIZE, .cluster_size = CS };
 	struct qcow2_image *img;
 	char err[256];
-	int rc = qcow2_create(path, &o, &img, err, sizeof(err));
+	int cr, rc = qcow2_create(path, &o, &img, err, sizeof(err));
 
 	if (rc)
 		return rc;
@@ -33,7 +33,8 @@ static int make_image(const char *path)
 			rc = qcow2_write_zero(img, off, CS);
 		}
 	}
-	return qcow2_close(img, true, err, sizeof(err)) ?: rc;
+	cr = qcow2_close(img, true, err, sizeof(err));
+	return rc ? rc : cr;
 }
 
 /* Open, check and read the image at path; the outcome: 0 read, < 0 refused. */
