@@ -8,7 +8,8 @@
 # dirty and one that was not recording is named, and the next incremental
 # chained on the restored point makes a chain equal to the device.
 # backup --fallback full, from real situations: a partial base, a missing
-# base, a missing bitmap and a grown device each make a full backup instead,
+# base, a missing bitmap, a grown device and a persistent bitmap damaged on
+# its metadata device while the device was down each make a full backup instead,
 # with the reason in the exit status (10), on stderr and in --json; with
 # nothing wrong it takes the incremental.
 . "$(dirname "$0")/lib.sh"
@@ -25,8 +26,11 @@ cleanup() {
 	bsyncd_stop
 	dm remove csrc 2>/dev/null
 	dm remove cdst 2>/dev/null
+	dm remove cper 2>/dev/null
 	dm remove csrc-lin 2>/dev/null
 	dm remove cdst-lin 2>/dev/null
+	dm remove cper-lin 2>/dev/null
+	dm remove cper-md 2>/dev/null
 	rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -127,4 +131,27 @@ expect_eq "65536 2" "$(bsyncctl --json chain verify "$dir/fb5.qcow2" | jq -r '"\
 	"it holds the 64 KiB written, over the full"
 qemu-img compare -q -f qcow2 -F raw "$dir/fb5.qcow2" /dev/mapper/csrc
 ok $? "and that chain equals the device"
+
+# an inconsistent bitmap: a persistent one whose bits are damaged on the
+# metadata device while the device is down (the daemon stopped meanwhile)
+echo "0 $((size / 512)) linear $disk0 $((4 * size / 512))" | dm create cper-lin && dm mknodes cper-lin &&
+	echo "0 8192 linear $disk1 $((2 * size / 512))" | dm create cper-md && dm mknodes cper-md &&
+	dd if=/dev/zero of=/dev/mapper/cper-md bs=1M count=4 oflag=direct status=none &&
+	bsyncctl device add cper /dev/mapper/cper-lin --metadata /dev/mapper/cper-md &&
+	bsyncctl bitmap add cper p --persistent &&
+	bsyncctl backup cper "$dir/p0.qcow2" --sync full --bitmap p --bitmap-mode on-success --wait >/dev/null
+ok $? "a device with a metadata device, a persistent bitmap, a full backup"
+table=$(dm table cper)
+bsyncd_stop
+dm remove cper
+blk=$(bsync-metadata dump /dev/mapper/cper-md --json |
+	jq -r '."area-start"[.area] + (.bitmaps[] | select(.name == "p") | .offset)')
+dd if=/dev/urandom of=/dev/mapper/cper-md bs=4k seek="$blk" count=1 oflag=direct status=none
+echo "$table" | dm create cper && dm mknodes cper && bsyncd_start
+ok $? "its bits damaged while it was down, the device and bsyncd back"
+fb "an inconsistent bitmap" bitmap-inconsistent cper "$dir/p1.qcow2" --sync incremental --bitmap p --backing p0.qcow2
+expect_eq "p 0 no" "$(bsyncctl bitmap list cper --bytes | awk 'NR == 2 {print $2, $4, $8}')" \
+	"the bitmap was cleared: consistent, and empty after the full"
+qemu-img compare -q -f qcow2 -F raw "$dir/p1.qcow2" /dev/mapper/cper
+ok $? "the full equals the device"
 tap_done
