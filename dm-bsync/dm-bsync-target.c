@@ -5,7 +5,7 @@
  * The target passes I/O straight to one origin device and records, in any
  * number of named dirty bitmaps, which clusters were written. This file
  * holds the table constructor, the bio path and the write gate; messages
- * and status live in dm-bsync-ctl.c.
+ * and status live in dm-bsync-ctl*.c.
  */
 #include <linux/blkdev.h>
 #include <linux/module.h>

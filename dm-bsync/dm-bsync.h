@@ -2,7 +2,7 @@
 /*
  * Internal interfaces of the bsync target, shared by its files:
  *   dm-bsync-target.c  table constructor, bio path, write gate, suspend/resume
- *   dm-bsync-ctl.c     messages and status
+ *   dm-bsync-ctl*.c    messages and status (dm-bsync-ctl.h lists them)
  *   dm-bsync-bitmap.c  the dirty bitmap data structure
  *   dm-bsync-persist.c persistent bitmaps: first-touch logging, commits
  *   dm-bsync-metadata.c  their on-disk format
@@ -112,7 +112,7 @@ const char *bsync_persist_state(struct bsync_state *st);
 dev_t bsync_persist_dev(struct bsync_state *st);
 int bsync_persist_emit_status(struct bsync_state *st, char *result, unsigned int maxlen);
 
-/* dm-bsync-ctl.c */
+/* dm-bsync-ctl.c, dm-bsync-ctl-query.c, dm-bsync-ctl-args.c */
 int bsync_message(struct dm_target *ti, unsigned int argc, char **argv,
 		  char *result, unsigned int maxlen);
 void bsync_status(struct dm_target *ti, status_type_t type, unsigned int status_flags,
