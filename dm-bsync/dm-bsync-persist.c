@@ -14,6 +14,9 @@
  * When metadata I/O fails, the persistent bitmaps become inconsistent and
  * writes stop waiting for the log: guest writes never hang on metadata
  * trouble, and the bitmaps say they cannot be trusted.
+ *
+ * The target calls down into this file; the writes it logged go back to
+ * the bio path through st->persist_issue, not by calling the target.
  */
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
@@ -152,7 +155,7 @@ static void persist_work(struct work_struct *work)
 		if (failed)
 			emit_event(bio_list_peek(&batch));
 		while ((bio = bio_list_pop(&batch)))
-			bsync_issue_tracked(bio);
+			p->st->persist_issue(bio);
 	}
 	memalloc_noio_restore(noio);
 }

@@ -4,8 +4,11 @@
  *
  * The target passes I/O straight to one origin device and records, in any
  * number of named dirty bitmaps, which clusters were written. This file
- * holds the table constructor, the bio path and the write gate; messages
- * and status live in dm-bsync-ctl*.c.
+ * holds the table constructor, the state kept across table reloads and the
+ * bio path. It calls down into the write gate (dm-bsync-gate.c), the
+ * control files (dm-bsync-ctl*.c: messages and status), persist and
+ * copy-before-write; they hand writes back through the continuations in
+ * struct bsync_state, never by calling up into this file.
  */
 #include <linux/blkdev.h>
 #include <linux/module.h>
@@ -31,17 +34,14 @@ static void state_free(struct bsync_state *st)
 	list_for_each_entry_safe(bm, tmp, &st->bitmaps, list)
 		bsync_bitmap_destroy(bm);
 	bsync_bitmap_destroy(st->alloc);
-	percpu_ref_exit(&st->writes);
+	bsync_gate_free(st);
 	free_percpu(st->stats);
 	kfree(st);
 }
 
-static void writes_released(struct percpu_ref *ref)
-{
-	struct bsync_state *st = container_of(ref, struct bsync_state, writes);
-
-	wake_up_all(&st->drain_wait);
-}
+/* The bio path's continuations, for the write gate and persist (below). */
+static void gate_reissue(struct bio *bio);
+static void persist_issue(struct bio *bio);
 
 static struct bsync_state *state_create(struct bsync_target *bt)
 {
@@ -57,15 +57,13 @@ static struct bsync_state *state_create(struct bsync_target *bt)
 	st->dev_sectors = bt->ti->len;
 	mutex_init(&st->lock);
 	INIT_LIST_HEAD(&st->bitmaps);
-	spin_lock_init(&st->gate_lock);
-	bio_list_init(&st->deferred);
-	init_waitqueue_head(&st->drain_wait);
+	st->gate_reissue = gate_reissue;
+	st->persist_issue = persist_issue;
 
 	st->stats = alloc_percpu(struct bsync_stats);
 	if (!st->stats)
 		goto bad;
-	/* Closing the gate kills it, opening resurrects it: keep the per-CPU part. */
-	if (percpu_ref_init(&st->writes, writes_released, PERCPU_REF_ALLOW_REINIT, GFP_KERNEL))
+	if (bsync_gate_init(st))
 		goto bad;
 	st->alloc = bsync_bitmap_create(NULL, bt->alloc_shift, st->dev_sectors, true);
 	if (IS_ERR(st->alloc)) {
@@ -144,11 +142,6 @@ static void state_put(struct bsync_state *st)
 	mutex_unlock(&bsync_states_lock);
 }
 
-const char *bsync_dev_name(struct bsync_target *bt)
-{
-	return dm_device_name(dm_table_get_md(bt->ti->table));
-}
-
 /* The active session of the bsync device @dev, with a reference. */
 struct bsync_session *bsync_session_lookup(dev_t dev, char **error)
 {
@@ -173,71 +166,6 @@ struct bsync_session *bsync_session_lookup(dev_t dev, char **error)
 	}
 	mutex_unlock(&bsync_states_lock);
 	return s;
-}
-
-/*
- * Write gate
- *
- * Control operations that rewrite bitmaps (clear, freeze, unfreeze, ...)
- * must happen at one instant with respect to writes: every write is then
- * either wholly before it or wholly after it. Each write bio holds a
- * reference on st->writes from map to completion; closing the gate kills
- * the reference, so new writes are held on a list, and waits for it to
- * drop to zero. This is a write-only internal suspend that never blocks
- * the bio path. A percpu_ref, as the block layer's queue freeze uses:
- * once the kill is confirmed no new reference is taken, on any CPU, even
- * by a writer preempted and migrated in the middle of taking it.
- */
-
-static bool gate_enter(struct bsync_state *st)
-{
-	return percpu_ref_tryget_live(&st->writes);
-}
-
-static void gate_exit(struct bsync_state *st)
-{
-	percpu_ref_put(&st->writes);
-}
-
-/* Close the gate and wait for in-flight writes. Caller holds st->lock. */
-int bsync_quiesce_writes(struct bsync_state *st)
-{
-	int r;
-
-	lockdep_assert_held(&st->lock);
-	/* Closed before the kill: a writer the kill turns away finds it closed. */
-	spin_lock_irq(&st->gate_lock);
-	st->gate_closed = true;
-	spin_unlock_irq(&st->gate_lock);
-	percpu_ref_kill(&st->writes);
-	r = wait_event_killable(st->drain_wait, percpu_ref_is_zero(&st->writes));
-	if (r)
-		bsync_resume_writes(st);
-	return r;
-}
-
-static int bsync_map_write(struct bsync_target *bt, struct bio *bio);
-
-/* Open the gate and issue the writes it held. Caller holds st->lock. */
-void bsync_resume_writes(struct bsync_state *st)
-{
-	struct bsync_target *bt;
-	struct bio_list held;
-	struct bio *bio;
-
-	/* May sleep for the kill's switch to finish: not under gate_lock. */
-	percpu_ref_resurrect(&st->writes);
-	spin_lock_irq(&st->gate_lock);
-	st->gate_closed = false;
-	held = st->deferred;
-	bio_list_init(&st->deferred);
-	spin_unlock_irq(&st->gate_lock);
-
-	while ((bio = bio_list_pop(&held))) {
-		bt = ((struct bsync_bio *)dm_per_bio_data(bio, sizeof(struct bsync_bio)))->bt;
-		if (bsync_map_write(bt, bio) == DM_MAPIO_REMAPPED)
-			dm_submit_bio_remap(bio, NULL);
-	}
 }
 
 /*
@@ -269,23 +197,6 @@ static void track_write(struct bsync_state *st, sector_t sector, sector_t nr)
 	this_cpu_inc(st->stats->writes);
 }
 
-/* Hold a write at a closed gate; false if the gate opened meanwhile. */
-static bool defer_write(struct bsync_state *st, struct bio *bio)
-{
-	unsigned long flags;
-	bool held = false;
-
-	spin_lock_irqsave(&st->gate_lock, flags);
-	if (st->gate_closed) {
-		bio_list_add(&st->deferred, bio);
-		held = true;
-	}
-	spin_unlock_irqrestore(&st->gate_lock, flags);
-	if (held)
-		this_cpu_inc(st->stats->deferred);
-	return held;
-}
-
 /* Copy-before-write holds a write that touches clusters a backup needs. */
 static int map_session(struct bsync_target *bt, struct bio *bio)
 {
@@ -308,12 +219,12 @@ static int bsync_map_write(struct bsync_target *bt, struct bio *bio)
 	struct bsync_state *st = bt->st;
 	sector_t sector;
 
-	while (!gate_enter(st)) {
+	while (!bsync_gate_enter(st)) {
 		if (bio->bi_opf & REQ_NOWAIT) {
 			bio_wouldblock_error(bio);
 			return DM_MAPIO_SUBMITTED;
 		}
-		if (defer_write(st, bio))
+		if (bsync_gate_defer(st, bio))
 			return DM_MAPIO_SUBMITTED;
 	}
 	pb->gated = true;
@@ -336,11 +247,20 @@ static int bsync_map_write(struct bsync_target *bt, struct bio *bio)
 }
 
 /* A write whose clusters are durable in the persistent bitmaps goes on. */
-void bsync_issue_tracked(struct bio *bio)
+static void persist_issue(struct bio *bio)
 {
 	struct bsync_bio *pb = dm_per_bio_data(bio, sizeof(struct bsync_bio));
 
 	if (map_session(pb->bt, bio) == DM_MAPIO_REMAPPED)
+		dm_submit_bio_remap(bio, NULL);
+}
+
+/* A write the write gate held goes on. */
+static void gate_reissue(struct bio *bio)
+{
+	struct bsync_bio *pb = dm_per_bio_data(bio, sizeof(struct bsync_bio));
+
+	if (bsync_map_write(pb->bt, bio) == DM_MAPIO_REMAPPED)
 		dm_submit_bio_remap(bio, NULL);
 }
 
@@ -366,7 +286,7 @@ static int bsync_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *err
 	struct bsync_bio *pb = dm_per_bio_data(bio, sizeof(struct bsync_bio));
 
 	if (pb->gated)
-		gate_exit(bt->st);
+		bsync_gate_leave(bt->st);
 	return DM_ENDIO_DONE;
 }
 
@@ -604,42 +524,12 @@ static struct target_type bsync_target = {
 	.iterate_devices = bsync_iterate_devices,
 };
 
-static int __init dm_bsync_init(void)
+int bsync_target_register(void)
 {
-	int r;
-
-	r = bsync_cbw_init();
-	if (r)
-		return r;
-	r = dm_register_target(&bsync_target);
-	if (r) {
-		DMERR("register failed %d", r);
-		goto bad_cbw;
-	}
-	r = bsync_snap_register();
-	if (r) {
-		DMERR("register of bsync-snap failed %d", r);
-		goto bad_target;
-	}
-	return 0;
-
-bad_target:
-	dm_unregister_target(&bsync_target);
-bad_cbw:
-	bsync_cbw_exit();
-	return r;
+	return dm_register_target(&bsync_target);
 }
 
-static void __exit dm_bsync_exit(void)
+void bsync_target_unregister(void)
 {
-	bsync_snap_unregister();
 	dm_unregister_target(&bsync_target);
-	bsync_cbw_exit();
 }
-
-module_init(dm_bsync_init);
-module_exit(dm_bsync_exit);
-
-MODULE_DESCRIPTION(DM_NAME " dirty bitmaps for incremental block backups");
-MODULE_AUTHOR("dm-bsync developers");
-MODULE_LICENSE("GPL");

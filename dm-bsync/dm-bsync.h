@@ -1,13 +1,23 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Internal interfaces of the bsync target, shared by its files:
- *   dm-bsync-target.c  table constructor, bio path, write gate, suspend/resume
+ *   dm-bsync-main.c    the module: registers both targets
+ *   dm-bsync-target.c  table constructor, state across reloads, bio path
+ *   dm-bsync-gate.c    the write gate: one instant for control operations
  *   dm-bsync-ctl*.c    messages and status (dm-bsync-ctl.h lists them)
  *   dm-bsync-bitmap.c  the dirty bitmap data structure
  *   dm-bsync-persist.c persistent bitmaps: first-touch logging, commits
  *   dm-bsync-metadata.c  their on-disk format
- *   dm-bsync-cbw.c     copy-before-write backup sessions
+ *   dm-bsync-cbw.c     copy-before-write backup sessions (dm-bsync-cbw.h)
  *   dm-bsync-snap.c    the bsync-snap target: a session's frozen view
+ *
+ * Calls go one way, downwards:
+ *   main -> target, snap, cbw
+ *   target -> ctl -> gate, persist, cbw, bitmap
+ *   target -> gate, persist, cbw, bitmap;  persist -> metadata -> bitmap
+ *   snap -> target (the session of a bsync device), cbw
+ * What goes back up is a function pointer the caller handed down (the
+ * bio path's continuations in struct bsync_state), not a call by name.
  */
 #ifndef DM_BSYNC_H
 #define DM_BSYNC_H
@@ -57,7 +67,7 @@ struct bsync_state {
 	unsigned int nr_bitmaps;
 	struct bsync_bitmap *alloc;	/* clusters that may hold data */
 
-	/* Write gate: see bsync_quiesce_writes(). */
+	/* Write gate: see dm-bsync-gate.c. */
 	struct percpu_ref writes;	/* gated writes in flight; killed to close */
 	bool gate_closed;
 	spinlock_t gate_lock;		/* gate_closed transitions, deferred */
@@ -72,6 +82,15 @@ struct bsync_state {
 	/* The metadata device, if the table has one (dm-bsync-persist.c). */
 	struct bsync_persist *persist;
 	unsigned int nr_persistent;
+
+	/*
+	 * The bio path's continuations (dm-bsync-target.c), through which
+	 * the write gate and persist hand a write back without calling up
+	 * into the target: a write the gate held, a write whose log record
+	 * is durable.
+	 */
+	void (*gate_reissue)(struct bio *bio);
+	void (*persist_issue)(struct bio *bio);
 };
 
 /* One per table. */
@@ -91,12 +110,33 @@ struct bsync_bio {
 	u64 held_since;			/* ns; while copy-before-write holds it */
 };
 
+static inline const char *bsync_dev_name(struct bsync_target *bt)
+{
+	return dm_device_name(dm_table_get_md(bt->ti->table));
+}
+
 /* dm-bsync-target.c */
+struct bsync_session *bsync_session_lookup(dev_t dev, char **error);
+int bsync_target_register(void);
+void bsync_target_unregister(void);
+
+/* dm-bsync-gate.c */
+int bsync_gate_init(struct bsync_state *st);
+void bsync_gate_free(struct bsync_state *st);
+bool bsync_gate_defer(struct bsync_state *st, struct bio *bio);
 int bsync_quiesce_writes(struct bsync_state *st);
 void bsync_resume_writes(struct bsync_state *st);
-const char *bsync_dev_name(struct bsync_target *bt);
-struct bsync_session *bsync_session_lookup(dev_t dev, char **error);
-void bsync_issue_tracked(struct bio *bio);
+
+/* The bio path's side of the gate: a write holds a reference while in flight. */
+static inline bool bsync_gate_enter(struct bsync_state *st)
+{
+	return percpu_ref_tryget_live(&st->writes);
+}
+
+static inline void bsync_gate_leave(struct bsync_state *st)
+{
+	percpu_ref_put(&st->writes);
+}
 
 /* dm-bsync-persist.c */
 struct bsync_persist;
