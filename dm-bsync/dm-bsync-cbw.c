@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Copy-before-write engine of the bsync target.
+ * Copy-before-write engine of the bsync target: a backup session's life
+ * and the preserving of old clusters before writes overwrite them.
  *
  * The bio path tests one bit per cluster a write touches (bsync_cbw_needed()).
  * Only a write to a cluster the backup still needs comes here: it is held
@@ -10,231 +11,26 @@
  * view reads of the cluster still going to the origin drain, and the write
  * is re-examined and released. Concurrent writes to the cluster share the
  * one copy; writes to other clusters never take a lock.
+ *
+ * The copies' memory is dm-bsync-cbw-buf.c's; reading the frozen view is
+ * dm-bsync-view.c's. Neither calls into this file.
  */
 #include <linux/blkdev.h>
 #include <linux/bitmap.h>
 #include <linux/jiffies.h>
 #include <linux/ktime.h>
 #include <linux/mm.h>
-#include <linux/moduleparam.h>
 #include <linux/slab.h>
 
 #include "dm-bsync.h"
-
-/*
- * One cluster being preserved: read from the origin into its own pages,
- * then written from them to the store slot. The pages and bios are kept
- * on a small per-session cache between copies.
- */
-struct bsync_copy {
-	struct list_head list;		/* s->copies, then s->finished */
-	struct list_head start;		/* to issue: a worker's list, or s->to_write */
-	struct bsync_session *s;
-	unsigned long cluster, slot;
-	unsigned long started;		/* jiffies */
-	struct bio_list waiters;
-	bool read_err, write_err;
-	bool timed_out;			/* waiters were given up on */
-	bool reader_done;		/* the backup no longer needs it */
-
-	atomic_t pending;		/* bios of the current phase in flight */
-	unsigned int nr_pages, nr_bios;
-	struct page **pages;
-	struct bio **bios;
-};
+#include "dm-bsync-cbw-buf.h"
 
 static struct workqueue_struct *bsync_wq;
 static atomic_t bsync_live_sessions = ATOMIC_INIT(0);
 
-/*
- * Copy buffers are the memory copy-before-write needs, one cluster each.
- * They are bounded per session (at least one cluster) and module-wide, so
- * a write covering gigabytes is preserved in bounded steps: it waits for
- * copies in flight to land instead of allocating one per cluster.
- */
-static unsigned int cbw_device_mb = 16;
-module_param(cbw_device_mb, uint, 0644);
-MODULE_PARM_DESC(cbw_device_mb, "copy-before-write buffers per session, MiB (at least one cluster)");
-
-static unsigned int cbw_total_mb = 128;
-module_param(cbw_total_mb, uint, 0644);
-MODULE_PARM_DESC(cbw_total_mb, "copy-before-write buffers of all sessions, MiB (each has one cluster regardless)");
-
-static atomic_long_t bsync_copy_mem = ATOMIC_LONG_INIT(0);
-
-static unsigned int bucket_of(unsigned long cluster)
-{
-	return cluster % BSYNC_READER_BUCKETS;
-}
-
 static struct bsync_bio *bio_pb(struct bio *bio)
 {
 	return dm_per_bio_data(bio, sizeof(struct bsync_bio));
-}
-
-/*
- * Copy buffers
- */
-
-static void copy_free(struct bsync_copy *c)
-{
-	unsigned int i;
-
-	for (i = 0; c->bios && i < c->nr_bios; i++) {
-		if (c->bios[i]) {
-			bio_uninit(c->bios[i]);
-			kfree(c->bios[i]);
-		}
-	}
-	for (i = 0; c->pages && i < c->nr_pages; i++)
-		if (c->pages[i])
-			__free_page(c->pages[i]);
-	kfree(c->bios);
-	kfree(c->pages);
-	kfree(c);
-}
-
-static unsigned int bio_pages(unsigned int nr_pages, unsigned int i)
-{
-	return min_t(unsigned int, nr_pages - i * BIO_MAX_VECS, BIO_MAX_VECS);
-}
-
-static unsigned long copy_bytes(const struct bsync_session *s)
-{
-	return PAGE_ALIGN(SECTOR_SIZE << s->shift);
-}
-
-/* Caller holds the map lock. False if the budgets have no room for a copy. */
-static bool copy_charge(struct bsync_session *s)
-{
-	unsigned long cb = copy_bytes(s);
-
-	if (s->copy_mem + cb > s->copy_budget)
-		return false;
-	if (atomic_long_add_return(cb, &bsync_copy_mem) > (long)cbw_total_mb << 20) {
-		atomic_long_sub(cb, &bsync_copy_mem);
-		return false;
-	}
-	s->copy_mem += cb;
-	s->copy_mem_peak = max(s->copy_mem_peak, s->copy_mem);
-	return true;
-}
-
-static void copy_uncharge(struct bsync_session *s)
-{
-	unsigned long flags;
-
-	xa_lock_irqsave(&s->map, flags);
-	s->copy_mem -= copy_bytes(s);
-	xa_unlock_irqrestore(&s->map, flags);
-	atomic_long_sub(copy_bytes(s), &bsync_copy_mem);
-}
-
-/* Pages for a whole cluster and the bios to move them. */
-static struct bsync_copy *copy_alloc(struct bsync_session *s, gfp_t gfp)
-{
-	unsigned int nr_pages = copy_bytes(s) >> PAGE_SHIFT, i;
-	struct bsync_copy *c;
-
-	c = kzalloc(sizeof(*c), gfp);
-	if (!c)
-		return NULL;
-	c->nr_pages = nr_pages;
-	c->nr_bios = DIV_ROUND_UP(nr_pages, BIO_MAX_VECS);
-	c->pages = kcalloc(nr_pages, sizeof(*c->pages), gfp);
-	c->bios = kcalloc(c->nr_bios, sizeof(*c->bios), gfp);
-	if (!c->pages || !c->bios)
-		goto bad;
-	for (i = 0; i < nr_pages; i++) {
-		c->pages[i] = alloc_page(gfp);
-		if (!c->pages[i])
-			goto bad;
-	}
-	for (i = 0; i < c->nr_bios; i++) {
-		c->bios[i] = bio_kmalloc(bio_pages(nr_pages, i), gfp);
-		if (!c->bios[i])
-			goto bad;
-		bio_init(c->bios[i], NULL, c->bios[i]->bi_inline_vecs, bio_pages(nr_pages, i), 0);
-	}
-	return c;
-bad:
-	copy_free(c);
-	return NULL;
-}
-
-static struct bsync_copy *copy_reset(struct bsync_copy *c)
-{
-	c->read_err = false;
-	c->write_err = false;
-	c->timed_out = false;
-	c->reader_done = false;
-	bio_list_init(&c->waiters);
-	INIT_LIST_HEAD(&c->start);
-	return c;
-}
-
-/* An idle copy buffer, or NULL. Caller holds the map lock. */
-static struct bsync_copy *copy_take_cached(struct bsync_session *s)
-{
-	struct bsync_copy *c;
-
-	if (list_empty(&s->copy_cache))
-		return NULL;
-	c = list_first_entry(&s->copy_cache, struct bsync_copy, list);
-	list_del(&c->list);
-	s->copy_cache_len--;
-	return copy_reset(c);
-}
-
-/*
- * A new copy buffer within the budgets. NULL if they are spent or memory
- * is short: the caller waits for a copy in flight to land. The session's
- * first buffer, allocated with it, is never freed before it, so a session
- * can always make progress.
- */
-static struct bsync_copy *copy_new(struct bsync_session *s)
-{
-	struct bsync_copy *c;
-	bool charged;
-
-	xa_lock_irq(&s->map);
-	charged = copy_charge(s);
-	xa_unlock_irq(&s->map);
-	if (!charged)
-		return NULL;
-	/* Do not dig into reserves: a copy in flight frees a buffer soon. */
-	c = copy_alloc(s, GFP_NOIO | __GFP_NORETRY | __GFP_NOWARN);
-	if (!c) {
-		copy_uncharge(s);
-		return NULL;
-	}
-	return copy_reset(c);
-}
-
-/*
- * Back to the cache, kept until the session ends: the budget bounds them,
- * and a cached buffer is taken without dropping the map lock. Any context.
- */
-static void copy_put(struct bsync_session *s, struct bsync_copy *c)
-{
-	unsigned long flags;
-
-	xa_lock_irqsave(&s->map, flags);
-	list_add(&c->list, &s->copy_cache);
-	s->copy_cache_len++;
-	xa_unlock_irqrestore(&s->map, flags);
-}
-
-static void copy_cache_drain(struct bsync_session *s)
-{
-	struct bsync_copy *c, *tmp;
-
-	list_for_each_entry_safe(c, tmp, &s->copy_cache, list) {
-		copy_free(c);
-		atomic_long_sub(copy_bytes(s), &bsync_copy_mem);
-	}
-	INIT_LIST_HEAD(&s->copy_cache);
-	s->copy_cache_len = 0;
 }
 
 /*
@@ -247,7 +43,7 @@ static void session_free_work(struct work_struct *work)
 
 	cancel_delayed_work_sync(&s->timer);
 	cancel_work_sync(&s->work);
-	copy_cache_drain(s);
+	bsync_copy_cache_drain(s);
 	xa_destroy(&s->map);
 	bsync_bdev_close(&s->store);
 	bsync_bdev_close(&s->origin);
@@ -281,7 +77,6 @@ struct bsync_session *bsync_session_create(const struct bsync_session_params *p,
 					   const char **error)
 {
 	struct bsync_session *s;
-	struct bsync_copy *c;
 	int r;
 
 	s = kzalloc(sizeof(*s), GFP_KERNEL);
@@ -341,18 +136,10 @@ struct bsync_session *bsync_session_create(const struct bsync_session_params *p,
 		s->needed = NULL;
 		goto bad;
 	}
-	/* One buffer outside the module-wide cap: every session moves on. */
-	s->copy_budget = max_t(unsigned long, (unsigned long)READ_ONCE(cbw_device_mb) << 20,
-			       copy_bytes(s));
 	*error = "cannot allocate a copy buffer";
-	c = copy_alloc(s, GFP_KERNEL);
-	if (!c)
+	r = bsync_copy_cache_init(s);
+	if (r)
 		goto bad;
-	s->copy_mem = copy_bytes(s);
-	s->copy_mem_peak = s->copy_mem;
-	atomic_long_add(s->copy_mem, &bsync_copy_mem);
-	list_add(&c->list, &s->copy_cache);
-	s->copy_cache_len = 1;
 	atomic_inc(&bsync_live_sessions);
 	return s;
 
@@ -521,7 +308,7 @@ static void copy_submit(struct bsync_session *s, struct bsync_copy *c, bool writ
 	for (b = 0; b < nr; b++) {
 		bio = c->bios[b];
 		bio_uninit(bio);
-		bio_init(bio, bdev, bio->bi_inline_vecs, bio_pages(c->nr_pages, b),
+		bio_init(bio, bdev, bio->bi_inline_vecs, bsync_copy_bio_pages(c->nr_pages, b),
 			 write ? REQ_OP_WRITE : REQ_OP_READ);
 		bio->bi_iter.bi_sector = sector + (p << (PAGE_SHIFT - SECTOR_SHIFT));
 		bio->bi_end_io = write ? copy_write_endio : copy_read_endio;
@@ -626,10 +413,10 @@ again:
 			continue;
 		}
 		if (!spare)
-			spare = copy_take_cached(s);
+			spare = bsync_copy_take_cached(s);
 		if (!spare && !spent) {
 			xa_unlock_irq(&s->map);
-			spare = copy_new(s);
+			spare = bsync_copy_new(s);
 			spent = !spare;
 			goto again;
 		}
@@ -687,7 +474,7 @@ again:
 unlock:
 	xa_unlock_irq(&s->map);
 	if (spare)
-		copy_put(s, spare);
+		bsync_copy_put(s, spare);
 	start_copies(s, &todo);
 	if (fail) {
 		struct bio_list one = BIO_EMPTY_LIST;
@@ -731,7 +518,7 @@ static void finish_copy(struct bsync_session *s, struct bsync_copy *c)
 		atomic64_inc(&s->preserved);
 		xa_unlock_irq(&s->map);
 		/* View reads that went to the origin before the switch must finish first. */
-		wait_event(s->reader_wait, bucket_idle(s, bucket_of(c->cluster)));
+		wait_event(s->reader_wait, bucket_idle(s, bsync_reader_bucket(c->cluster)));
 		goto out;
 	}
 	__xa_erase(&s->map, c->cluster);
@@ -750,7 +537,7 @@ out:
 		fail_writes(s, &waiters);
 	else
 		requeue_writes(s, &waiters);
-	copy_put(s, c);
+	bsync_copy_put(s, c);
 	bsync_session_put(s);
 }
 
@@ -882,150 +669,6 @@ void bsync_session_done(struct bsync_session *s, sector_t sector, sector_t nr)
 		cond_resched();
 	}
 	requeue_writes(s, &go);
-}
-
-/*
- * Route a view read of one cluster: to the origin while the cluster is
- * needed (a write there now waits for this read), to its store slot once
- * preserved, else fail. *bucket tells bsync_snap_read_done() what to drop.
- */
-int bsync_snap_map_read(struct bsync_session *s, struct bio *bio, int *bucket)
-{
-	sector_t sector = bio->bi_iter.bi_sector;
-	unsigned long cluster = sector >> s->shift;
-	unsigned int b = bucket_of(cluster);
-	void *entry;
-
-	if (READ_ONCE(s->state) != BSYNC_SESSION_ACTIVE || cluster >= s->needed->nr_bits)
-		return -EIO;
-	atomic_inc(&s->readers[b]);
-	smp_mb__after_atomic(); /* pairs with clear_bit() + wait in finish_copy() */
-	if (test_bit(cluster, s->needed->bits)) {
-		bio_set_dev(bio, s->origin.bdev);
-		*bucket = b;
-		return 0;
-	}
-	entry = xa_load(&s->map, cluster);
-	if (xa_is_value(entry)) {
-		bio_set_dev(bio, s->store.bdev);
-		bio->bi_iter.bi_sector = ((sector_t)xa_to_value(entry) << s->shift) +
-					 (sector & ((1ULL << s->shift) - 1));
-		*bucket = b;
-		return 0;
-	}
-	bsync_snap_read_done(s, b);
-	return -EIO;
-}
-
-void bsync_snap_read_done(struct bsync_session *s, int bucket)
-{
-	if (atomic_dec_and_test(&s->readers[bucket]) && wq_has_sleeper(&s->reader_wait))
-		wake_up(&s->reader_wait);
-}
-
-/*
- * Queries
- */
-
-/*
- * The queries walk runs under the map lock, which keeps interrupts off: a
- * run is extended at most WALK_CHUNK clusters per lock hold, so a run of
- * millions of clusters does not keep interrupts off for long.
- */
-#define WALK_CHUNK	4096
-
-/* Extend the run of preserved clusters that ends at @end. */
-static unsigned long preserved_run_end(struct bsync_session *s, unsigned long end)
-{
-	unsigned long i, limit;
-	void *entry;
-
-	for (;;) {
-		limit = end + WALK_CHUNK;
-		xa_lock_irq(&s->map);
-		xa_for_each_range(&s->map, i, entry, end, limit - 1) {
-			if (i != end || !xa_is_value(entry))
-				break;
-			end++;
-		}
-		xa_unlock_irq(&s->map);
-		if (end < limit)
-			return end;
-		cond_resched();
-	}
-}
-
-/* The next run of preserved clusters at or after @from, in sectors. */
-bool bsync_session_next_preserved(struct bsync_session *s, sector_t from,
-				  sector_t *start, sector_t *len)
-{
-	unsigned long idx, end;
-	void *entry;
-
-	xa_lock_irq(&s->map);
-	xa_for_each_start(&s->map, idx, entry, from >> s->shift) {
-		if (xa_is_value(entry))
-			break;
-	}
-	xa_unlock_irq(&s->map);
-	if (!entry)
-		return false;
-	end = preserved_run_end(s, idx + 1);
-	*start = max_t(sector_t, (sector_t)idx << s->shift, from);
-	*len = min_t(sector_t, (sector_t)end << s->shift, s->dev_sectors) - *start;
-	return true;
-}
-
-/* Extend the run of wanted (needed or preserved) clusters that ends at @end. */
-static unsigned long wanted_run_end(struct bsync_session *s, unsigned long end)
-{
-	unsigned long nr = s->needed->nr_bits, limit;
-
-	for (;;) {
-		limit = min(nr, end + WALK_CHUNK);
-		xa_lock_irq(&s->map);
-		while (end < limit) {
-			if (test_bit(end, s->needed->bits))
-				end = find_next_zero_bit(s->needed->bits, limit, end);
-			else if (xa_is_value(xa_load(&s->map, end)))
-				end++;
-			else
-				break;
-		}
-		xa_unlock_irq(&s->map);
-		if (end < limit || end >= nr)
-			return end;
-		cond_resched();
-	}
-}
-
-/*
- * The next run at or after @from, in sectors, of clusters the backup still
- * has to copy: needed, or preserved and not yet done.
- */
-bool bsync_session_next_wanted(struct bsync_session *s, sector_t from,
-			       sector_t *start, sector_t *len)
-{
-	unsigned long nr = s->needed->nr_bits, c, p = ULONG_MAX, end;
-	void *entry;
-
-	if (from >= s->dev_sectors)
-		return false;
-	xa_lock_irq(&s->map);
-	c = find_next_bit(s->needed->bits, nr, from >> s->shift);
-	xa_for_each_start(&s->map, p, entry, from >> s->shift) {
-		if (xa_is_value(entry) || p >= c)
-			break;
-	}
-	if (entry && xa_is_value(entry) && p < c)
-		c = p;
-	xa_unlock_irq(&s->map);
-	if (c >= nr)
-		return false;
-	end = wanted_run_end(s, c + 1);
-	*start = max_t(sector_t, (sector_t)c << s->shift, from);
-	*len = min_t(sector_t, (sector_t)end << s->shift, s->dev_sectors) - *start;
-	return true;
 }
 
 /*

@@ -7,6 +7,16 @@
  * touching one is held while the old cluster is copied ("preserved") to a
  * store device, then released. The bsync-snap target reads the frozen view:
  * preserved clusters from the store, still-needed ones from the origin.
+ *
+ *   dm-bsync-cbw.c      the session's life and the copy engine
+ *   dm-bsync-cbw-buf.c  the copies' buffers and their budgets
+ *   dm-bsync-view.c     where each cluster of the instant is: view reads
+ *                       routed, extents queried
+ *   dm-bsync-snap.c     the bsync-snap target over the view
+ *
+ * Calls go snap -> view, and ctl -> cbw, view; cbw -> buf. The view and
+ * the engine share the session's data (its map, @needed and the counts
+ * of view reads in flight), not calls.
  */
 #ifndef DM_BSYNC_CBW_H
 #define DM_BSYNC_CBW_H
@@ -106,6 +116,12 @@ void bsync_session_end(struct bsync_session *s);
 void bsync_session_get(struct bsync_session *s);
 void bsync_session_put(struct bsync_session *s);
 
+/* Which count of view reads in flight a read of @cluster holds. */
+static inline unsigned int bsync_reader_bucket(unsigned long cluster)
+{
+	return cluster % BSYNC_READER_BUCKETS;
+}
+
 /* Bio path of the bsync target: true if @bio must wait for copies. */
 static inline bool bsync_cbw_needed(const struct bsync_session *s, sector_t sector,
 				    sector_t nr)
@@ -123,17 +139,19 @@ void bsync_cbw_hold(struct bsync_session *s, struct bio *bio);
 /* Control: the reader copied [sector, sector + nr). */
 void bsync_session_done(struct bsync_session *s, sector_t sector, sector_t nr);
 int bsync_session_emit_status(struct bsync_session *s, char *result, unsigned int maxlen);
+const char *bsync_session_state_name(const struct bsync_session *s);
+
+/* The view's map (dm-bsync-view.c): reads routed, extents queried. */
+int bsync_snap_map_read(struct bsync_session *s, struct bio *bio, int *bucket);
+void bsync_snap_read_done(struct bsync_session *s, int bucket);
 bool bsync_session_next_wanted(struct bsync_session *s, sector_t from,
 			       sector_t *start, sector_t *len);
 bool bsync_session_next_preserved(struct bsync_session *s, sector_t from,
 				  sector_t *start, sector_t *len);
-const char *bsync_session_state_name(const struct bsync_session *s);
 
-/* The read-only view (dm-bsync-snap.c). */
+/* The read-only view's target (dm-bsync-snap.c). */
 int bsync_snap_register(void);
 void bsync_snap_unregister(void);
-int bsync_snap_map_read(struct bsync_session *s, struct bio *bio, int *bucket);
-void bsync_snap_read_done(struct bsync_session *s, int bucket);
 
 int bsync_cbw_init(void);
 void bsync_cbw_exit(void);
