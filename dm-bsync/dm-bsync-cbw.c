@@ -375,12 +375,19 @@ static struct bsync_copy *oldest_copy(struct bsync_session *s)
 
 /*
  * Start copies for the needed clusters @bio touches and park it on the
- * first copy still in flight; release it once none is left. The map lock
- * is dropped to allocate a copy buffer, so the walk restarts after each
- * (at most a budget's worth of buffers per session). With
- * the budget spent, the bio waits on the oldest copy in flight and is
+ * first copy still in flight; release it once none is left. With the
+ * budget spent, the bio waits on the oldest copy in flight and is
  * examined again when it lands: a bio over many clusters is preserved a
  * budget at a time.
+ *
+ * The map lock is dropped to allocate a copy buffer or an xarray node, and
+ * the walk restarts from the bio's first cluster. The restarts are bounded
+ * by the bio's clusters: a new buffer is mapped to a cluster on the next
+ * pass (or the pass ends), and once a node is reserved that cluster's
+ * __xa_cmpxchg() cannot fail for memory on the next pass; entries are only
+ * removed on this worker, so nothing undoes that progress meanwhile.
+ * Hence at most 2n + 2 passes for n clusters; more would be a bug, and the
+ * write fails rather than the worker spinning.
  */
 static void examine_write(struct bsync_session *s, struct bio *bio)
 {
@@ -390,16 +397,21 @@ static void examine_write(struct bsync_session *s, struct bio *bio)
 	struct bsync_copy *spare = NULL, *wait_on, *c;
 	LIST_HEAD(todo);
 	bool fail = false, parked = false, spent = false;
-	unsigned long i;
+	unsigned long i, passes = 0, max_passes;
 	void *entry;
 	long slot;
 
 	last = min(last, s->needed->nr_bits - 1);
+	max_passes = 2 * (last >= first ? last - first + 1 : 0) + 2;
 again:
 	wait_on = NULL;
 	xa_lock_irq(&s->map);
 	if (s->state != BSYNC_SESSION_ACTIVE)
 		goto unlock;
+	if (WARN_ON_ONCE(++passes > max_passes)) {
+		fail = true;
+		goto unlock;
+	}
 	for (i = find_next_bit(s->needed->bits, last + 1, first); i <= last;
 	     i = find_next_bit(s->needed->bits, last + 1, i + 1)) {
 		entry = xa_load(&s->map, i);
