@@ -10,6 +10,8 @@
  * makes it a job and starts its thread, which copies (copier.c), ends the
  * session and closes the image.  At finalize the bitmap sync rule is
  * applied with unfreeze abdicate|reclaim|always, and the view let go.
+ * The fleecing job (fleece.c) takes the same steps but for the copy; what
+ * the two share is backup-internal.h.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,39 +22,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "backup.h"
+#include "backup-internal.h"
 #include "copier.h"
-#include "copyset.h"
 #include "inflight.h"
-#include "job.h"
-#include "meter.h"
-#include "node.h"
-#include "qcow2.h"
-#include "view.h"
-
-enum bitmap_mode { BM_ON_SUCCESS, BM_NEVER, BM_ALWAYS };
-
-struct backup_job {
-	struct job job;		/* first */
-	enum sync_mode sync;
-	enum bitmap_mode bmode;
-	char *bitmap;		/* frozen bitmap or NULL */
-	char *node;
-	struct view view;	/* the point in time the job copies */
-	struct qcow2_image *img;
-	char *target;
-	struct copyset set;	/* what the job copies */
-	int inject_skip, inject_errno;	/* -1: none */
-	bool created;		/* the target was made for the job (not mode=existing) */
-	/* fleecing: the owner ends the job (backup_fleece_end) or is told of a cancel */
-	bool fleece_over, fleece_ok;
-	char *fleece_why;
-	void (*on_cancel)(void *arg);
-	void *cancel_arg;
-	/* seconds from the start to the end of each step, for the "started" log line */
-	struct meter t0;
-	double t_target, t_store, t_session, t_view;
-};
 
 struct inject {
 	char device[NODE_NAME_MAX + 1];
@@ -132,7 +104,7 @@ static int check_sync_args(const struct backup_args *a, const char *device,
  * from after the start: the image is only good if the session is still
  * active once everything was read.
  */
-static int check_session(struct backup_job *b, bool *is_read)
+int backup_check_session(struct backup_job *b, bool *is_read)
 {
 	char err[256], *reply = NULL;
 	int r;
@@ -218,7 +190,7 @@ static int backup_copy(struct backup_job *b, struct copy_stats *stats, bool *ran
 		*is_read = true;
 	}
 	if (!r)
-		r = check_session(b, is_read);
+		r = backup_check_session(b, is_read);
 	*stats = c.stats;
 out:
 	close(c.fd);
@@ -321,17 +293,17 @@ static void sync_bitmap(struct backup_job *b, int ret)
 		fprintf(stderr, "bsyncd: job %s: %s\n", b->job.id, err);
 }
 
-static void backup_commit(struct job *job)
+void backup_commit(struct job *job)
 {
 	sync_bitmap((struct backup_job *)job, 0);
 }
 
-static void backup_abort(struct job *job)
+void backup_abort(struct job *job)
 {
 	sync_bitmap((struct backup_job *)job, -1);
 }
 
-static void backup_clean(struct job *job)
+void backup_clean(struct job *job)
 {
 	struct backup_job *b = (struct backup_job *)job;
 
@@ -339,7 +311,7 @@ static void backup_clean(struct job *job)
 	copyset_free(&b->set);
 }
 
-static void backup_free(struct job *job)
+void backup_free(struct job *job)
 {
 	struct backup_job *b = (struct backup_job *)job;
 
@@ -465,8 +437,7 @@ void backup_discard(struct backup_job *b)
 	backup_free(&b->job);
 }
 
-/* No other job on device, and id free: 0 or -1 with e set. */
-static int check_job_slot(const char *device, const char *id, struct qerr *e)
+int backup_check_job_slot(const char *device, const char *id, struct qerr *e)
 {
 	if (job_find_device(device))
 		return qerr_set(e, "Node '%s' is busy: block device is in use by block job: backup",
@@ -497,11 +468,10 @@ static int check_backup_args(const struct backup_args *a, const char *id, enum s
 		return -1;
 	if (a->speed < 0)
 		return qerr_set(e, "Parameter 'speed' expects a non-negative value");
-	return check_job_slot(a->device, id, e);
+	return backup_check_job_slot(a->device, id, e);
 }
 
-/* The point in time: store, session (freezes the bitmap), view; then what to copy. */
-static int take_point_in_time(struct backup_job *b, const struct backup_args *a,
+int backup_take_point_in_time(struct backup_job *b, const struct backup_args *a,
 			      const struct node_info *info, struct qerr *e)
 {
 	dev_t protect[2] = { info->dev, info->origin };
@@ -525,8 +495,7 @@ static int take_point_in_time(struct backup_job *b, const struct backup_args *a,
 	return 0;
 }
 
-/* A job for device, its node's info into info, before the point in time: NULL with e set. */
-static struct backup_job *backup_new(const char *device, const char *bitmap,
+struct backup_job *backup_new(const char *device, const char *bitmap,
 				     enum sync_mode sync, enum bitmap_mode bmode,
 				     struct node_info *info, struct qerr *e)
 {
@@ -592,7 +561,7 @@ struct backup_job *backup_prepare(const struct backup_args *a, struct qerr *e)
 		qerr_set(e, "backup cluster size %" PRIu64 " is above 64 MiB", b->set.cluster);
 		goto bad;
 	}
-	if (take_point_in_time(b, a, &info, e))
+	if (backup_take_point_in_time(b, a, &info, e))
 		goto bad;
 	if (take_inject(a->device, &b->inject_skip, &b->inject_errno) == 0)
 		b->inject_skip = -1;
@@ -632,147 +601,6 @@ int backup_start(const struct backup_args *a, struct qerr *e)
 	struct backup_job *b = backup_prepare(a, e);
 
 	return b ? backup_launch(b, a, e) : -1;
-}
-
-/*
- * Fleecing: a sync=none job that copies nothing and holds the point in
- * time while its owner (an NBD export) lets clients read the view.
- */
-static int fleece_run(struct job *job)
-{
-	struct backup_job *b = (struct backup_job *)job;
-	bool is_read = false, ok;
-	int r;
-
-	daemon_lock();
-	while (!b->fleece_over && !job->cancelled)
-		daemon_wait(-1);
-	if (!b->fleece_over && b->on_cancel)
-		b->on_cancel(b->cancel_arg);	/* lets the view go, ends the job */
-	ok = b->fleece_ok && !job->cancelled;
-	if (!ok && !job->cancelled && !job->error)
-		job->error = strdup(b->fleece_why ? b->fleece_why : "the export ended early");
-	daemon_unlock();
-	/* what clients read came from the instant only if the session held */
-	r = check_session(b, &is_read);
-	if (r) {
-		daemon_lock();
-		free(job->error);
-		job->error = strdup("the copy-before-write session broke while the view was exported: "
-				    "clients may have read data from after the instant");
-		daemon_unlock();
-		job_event_error(job, true);
-	}
-	view_end_session(&b->view);
-	if (job->cancelled)
-		return 0;
-	return r ? r : ok ? 0 : -EIO;
-}
-
-/* A backup's driver but for its thread: it holds the view while exported, copies nothing. */
-static const struct job_driver fleece_driver = {
-	.type = "backup",
-	.run = fleece_run,
-	.commit = backup_commit,
-	.abort = backup_abort,
-	.clean = backup_clean,
-	.free = backup_free,
-};
-
-/* QEMU's nbd_export_create() checks of an exported bitmap. */
-static int check_fleece_bitmap(const char *device, const char *bitmap, struct node_bitmap *bm,
-			       struct qerr *e)
-{
-	int r = node_find_bitmap(device, bitmap, bm);
-
-	if (r == -ENOENT)
-		return qerr_set(e, "Bitmap '%s' is not found", bitmap);
-	if (r)
-		return qerr_set(e, "cannot list the bitmaps of '%s': %s", device, strerror(-r));
-	if (bm->busy)
-		return qerr_set(e, "Bitmap '%s' is currently in use by another operation and cannot be used",
-				bitmap);
-	if (bm->inconsistent)
-		return qerr_set(e, "Bitmap '%s' is inconsistent and cannot be used", bitmap);
-	return 0;
-}
-
-struct backup_job *backup_fleece(const char *job_id, const char *device, const char *bitmap,
-				 void (*on_cancel)(void *), void *arg, struct qerr *e)
-{
-	struct backup_job *b;
-	struct node_bitmap bm = { 0 };
-	struct node_info info;
-	char err[512] = "";
-	int r = node_exists(device);
-
-	if (r < 0) {
-		qerr_set(e, "cannot look up '%s': %s", device, strerror(-r));
-		return NULL;
-	}
-	if (!r) {
-		qerr_set(e, "Cannot find device='%s' nor node-name='%s'", device, device);
-		return NULL;
-	}
-	if (check_job_slot(device, job_id, e) ||
-	    (bitmap && check_fleece_bitmap(device, bitmap, &bm, e)))
-		return NULL;
-	b = backup_new(device, bitmap, SYNC_NONE, BM_ON_SUCCESS, &info, e);
-	if (!b)
-		return NULL;
-	meter_start(&b->t0);
-	if (bm.granularity > b->set.cluster)
-		b->set.cluster = bm.granularity;
-	b->on_cancel = on_cancel;
-	b->cancel_arg = arg;
-	if (take_point_in_time(b, &(struct backup_args){ .sync = "none" }, &info, e))
-		goto bad;
-	/* the frozen bitmap's runs, exact to its granularity */
-	if (bitmap) {
-		b->set.cluster = bm.granularity;
-		if (copyset_compute(&b->set, b->node, SYNC_BITMAP, b->bitmap, err, sizeof(err))) {
-			qerr_set(e, "%s", err);
-			goto bad;
-		}
-	}
-	if (job_init(&b->job, &fleece_driver, job_id, device, true, true, e)) {
-		b->on_cancel = NULL;
-		goto bad;
-	}
-	b->job.len = b->set.size;
-	fprintf(stderr, "bsyncd: job %s: fleecing of %s started in %.3f s (store %.3f, session %.3f, "
-		"view %.3f): %s%s%s, store %s\n", job_id, device, meter_read(&b->t0), b->t_store,
-		b->t_session, b->t_view, bitmap ? "bitmap " : "no bitmap", bitmap ? bitmap : "",
-		bitmap ? " frozen" : "", b->view.store);
-	if (job_start(&b->job, e))
-		return NULL;	/* completed (aborted): the bitmap is back, the view goes */
-	return b;
-bad:
-	backup_discard(b);
-	return NULL;
-}
-
-void backup_fleece_view(const struct backup_job *b, char *path, size_t len, uint64_t *size,
-			uint64_t *granularity)
-{
-	view_path(&b->view, path, len);
-	*size = b->set.size;
-	*granularity = b->bitmap ? b->set.cluster : 0;
-}
-
-const struct run *backup_fleece_dirty(const struct backup_job *b, size_t *n)
-{
-	*n = b->bitmap ? b->set.n : 0;
-	return b->bitmap ? b->set.run : NULL;
-}
-
-void backup_fleece_end(struct backup_job *b, bool ok, const char *why)
-{
-	b->fleece_over = true;
-	b->fleece_ok = ok;
-	if (why && !b->fleece_why)
-		b->fleece_why = strdup(why);
-	daemon_broadcast();
 }
 
 int backup_recover(void)

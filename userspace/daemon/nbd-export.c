@@ -12,8 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "backup.h"
 #include "copyset.h"
+#include "fleece.h"
 #include "job.h"
 #include "nbd-export.h"
 #include "nbd-server.h"

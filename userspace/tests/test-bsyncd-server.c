@@ -16,6 +16,7 @@
 #include "../daemon/backup.c"
 #include "../daemon/copier.c"
 #include "../daemon/copyset.c"
+#include "../daemon/fleece.c"
 #include "../daemon/inflight.c"
 #include "../daemon/commands.c"
 #include "../daemon/job.c"
