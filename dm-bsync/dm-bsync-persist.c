@@ -259,7 +259,7 @@ dev_t bsync_persist_dev(struct bsync_state *st)
 int bsync_persist_emit_status(struct bsync_state *st, char *result, unsigned int maxlen)
 {
 	struct bsync_persist *p = st->persist;
-	struct bsync_md_stats s;
+	struct bsync_md_stats stats;
 	unsigned int sz = 0;
 	dev_t dev;
 
@@ -268,14 +268,14 @@ int bsync_persist_emit_status(struct bsync_state *st, char *result, unsigned int
 		return sz;
 	}
 	mutex_lock(&p->io_lock);
-	bsync_md_get_stats(p->md, &s);
+	bsync_md_get_stats(p->md, &stats);
 	mutex_unlock(&p->io_lock);
 	dev = bsync_md_dev(p->md);
 	DMEMIT("state=%s dev=%u:%u generation=%llu log=%llu/%llu commits=%llu",
-	       bsync_persist_state(st), MAJOR(dev), MINOR(dev), s.generation, s.log_used,
-	       s.log_blocks, s.commits);
-	DMEMIT(" log_writes=%llu bytes_written=%llu waited_writes=%lld", s.log_writes,
-	       s.bytes_written, (long long)atomic64_read(&p->waited));
+	       bsync_persist_state(st), MAJOR(dev), MINOR(dev), stats.generation, stats.log_used,
+	       stats.log_blocks, stats.commits);
+	DMEMIT(" log_writes=%llu bytes_written=%llu waited_writes=%lld", stats.log_writes,
+	       stats.bytes_written, (long long)atomic64_read(&p->waited));
 	return sz;
 }
 

@@ -81,7 +81,7 @@ static int walk_anon_fs(const char *sysfs, const char *path, dev_t dev, const de
 {
 	char type[64] = "", source[1024] = "", opts[1024] = "";
 	struct statfs sf;
-	struct stat st;
+	struct stat sb;
 	size_t clen = strlen(chain);
 	char *up;
 
@@ -100,12 +100,12 @@ static int walk_anon_fs(const char *sysfs, const char *path, dev_t dev, const de
 	if (sf.f_type == FS_OVERLAY && (up = strstr(opts, "upperdir="))) {
 		up += strlen("upperdir=");
 		up[strcspn(up, ",")] = 0;
-		if (!stat(up, &st))
-			return major(st.st_dev) ? walk(sysfs, st.st_dev, protect, n, depth + 1, chain, chainlen) :
-				walk_anon_fs(sysfs, up, st.st_dev, protect, n, depth + 1, chain, chainlen);
+		if (!stat(up, &sb))
+			return major(sb.st_dev) ? walk(sysfs, sb.st_dev, protect, n, depth + 1, chain, chainlen) :
+				walk_anon_fs(sysfs, up, sb.st_dev, protect, n, depth + 1, chain, chainlen);
 	}
-	if (sf.f_type == FS_BTRFS && !stat(source, &st) && S_ISBLK(st.st_mode))
-		return walk(sysfs, st.st_rdev, protect, n, depth + 1, chain, chainlen);
+	if (sf.f_type == FS_BTRFS && !stat(source, &sb) && S_ISBLK(sb.st_mode))
+		return walk(sysfs, sb.st_rdev, protect, n, depth + 1, chain, chainlen);
 	return -EXDEV;
 }
 
@@ -128,20 +128,20 @@ static int read_devno(const char *path, dev_t *out)
 /* The device holding path, or its directory's if path is gone. */
 static int fs_dev_of(char *path, dev_t *out)
 {
-	struct stat st;
+	struct stat sb;
 	char *slash;
 
-	if (!stat(path, &st)) {
-		*out = st.st_dev;
+	if (!stat(path, &sb)) {
+		*out = sb.st_dev;
 		return 0;
 	}
 	slash = strrchr(path, '/');
 	if (!slash)
 		return -ENOENT;
 	*slash = 0;
-	if (stat(*path ? path : "/", &st))
+	if (stat(*path ? path : "/", &sb))
 		return -errno;
-	*out = st.st_dev;
+	*out = sb.st_dev;
 	return 0;
 }
 
@@ -151,7 +151,7 @@ static int walk(const char *sysfs, dev_t dev, const dev_t *protect, size_t n,
 	char base[PATH_MAX], path[PATH_MAX + 64], line[PATH_MAX];
 	size_t i, self_end, clen = strlen(chain);
 	struct dirent *de;
-	struct stat st;
+	struct stat sb;
 	dev_t lower;
 	FILE *f;
 	DIR *d;
@@ -166,7 +166,7 @@ static int walk(const char *sysfs, dev_t dev, const dev_t *protect, size_t n,
 	if (depth > STACK_DEPTH_MAX)
 		return -ELOOP;
 	snprintf(base, sizeof(base), "%s/dev/block/%u:%u", sysfs, major(dev), minor(dev));
-	if (stat(base, &st))
+	if (stat(base, &sb))
 		return 0;	/* not a block device */
 	snprintf(path, sizeof(path), "%s/uevent", base);
 	f = fopen(path, "re");
@@ -225,7 +225,7 @@ static int walk(const char *sysfs, dev_t dev, const dev_t *protect, size_t n,
 
 			line[strcspn(line, "\n")] = 0;
 			del = strstr(line, " (deleted)");
-			if (del && stat(line, &st))
+			if (del && stat(line, &sb))
 				*del = 0;
 			if (!fs_dev_of(line, &lower)) {
 				r = major(lower) ? walk(sysfs, lower, protect, n, depth + 1, chain, chainlen) :
