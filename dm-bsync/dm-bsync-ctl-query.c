@@ -113,31 +113,36 @@ static bool next_wanted(void *s, sector_t from, sector_t *start, sector_t *len)
 	return bsync_session_next_wanted(s, from, start, len);
 }
 
+static bool next_preserved(void *s, sector_t from, sector_t *start, sector_t *len)
+{
+	return bsync_session_next_preserved(s, from, start, len);
+}
+
+/* The session's extents by @next, for the verb @name. */
+static int emit_session_extents(struct bsync_target *bt, const char *name, next_extent_fn next,
+				unsigned int argc, char **argv, char *result, unsigned int maxlen)
+{
+	int r = bsync_msg_get_session(bt, name);
+
+	if (r)
+		return r;
+	return emit_extents(bt, next, bt->st->session, argc, argv, result, maxlen);
+}
+
 /* session_extents <offset> [<max>]: what the backup has still to copy */
 static int msg_session_extents(struct bsync_target *bt, const char *verb, unsigned int argc,
 			       char **argv, char *result, unsigned int maxlen)
 {
-	int r = bsync_msg_get_session(bt, "session_extents");
-
-	if (r)
-		return r;
-	return emit_extents(bt, next_wanted, bt->st->session, argc, argv, result, maxlen);
-}
-
-static bool next_preserved(void *s, sector_t from, sector_t *start, sector_t *len)
-{
-	return bsync_session_next_preserved(s, from, start, len);
+	return emit_session_extents(bt, "session_extents", next_wanted, argc, argv, result,
+				    maxlen);
 }
 
 /* preserved_extents <offset> [<max>]: what a sync=none backup must copy */
 static int msg_preserved_extents(struct bsync_target *bt, const char *verb, unsigned int argc,
 				 char **argv, char *result, unsigned int maxlen)
 {
-	int r = bsync_msg_get_session(bt, "preserved_extents");
-
-	if (r)
-		return r;
-	return emit_extents(bt, next_preserved, bt->st->session, argc, argv, result, maxlen);
+	return emit_session_extents(bt, "preserved_extents", next_preserved, argc, argv, result,
+				    maxlen);
 }
 
 static int msg_session_status(struct bsync_target *bt, const char *verb, unsigned int argc,
