@@ -384,7 +384,7 @@ static struct bsync_copy *oldest_copy(struct bsync_session *s)
  * the walk restarts from the bio's first cluster. The restarts are bounded
  * by the bio's clusters: a new buffer is mapped to a cluster on the next
  * pass (or the pass ends), and once a node is reserved that cluster's
- * __xa_cmpxchg() cannot fail for memory on the next pass; entries are only
+ * __xa_store() cannot fail for memory on the next pass; entries are only
  * removed on this worker, so nothing undoes that progress meanwhile.
  * Hence at most 2n + 2 passes for n clusters; more would be a bug, and the
  * write fails rather than the worker spinning.
@@ -456,8 +456,12 @@ again:
 			}
 			goto unlock;
 		}
-		/* NULL also matches a slot xa_reserve_irq() left below. */
-		entry = __xa_cmpxchg(&s->map, i, NULL, spare, GFP_NOWAIT);
+		/*
+		 * The slot is empty or reserved below (xa_load() reads both as
+		 * NULL): a store, as a cmpxchg from NULL would not replace a
+		 * reserved entry yet return NULL as if it had.
+		 */
+		entry = __xa_store(&s->map, i, spare, GFP_NOWAIT);
 		if (xa_is_err(entry)) {
 			slot_free(s, slot);
 			xa_unlock_irq(&s->map);
