@@ -42,7 +42,8 @@ int bsync_message(struct dm_target *ti, unsigned int argc, char **argv,
 		return -EINVAL;
 	}
 	mutex_lock(&bt->st->lock);
-	r = m->fn(bt, argv[0], argc - 1, argv + 1, result, maxlen);
+	/* The table's spelling: verbs match in any case, handlers compare exactly. */
+	r = m->fn(bt, m->verb, argc - 1, argv + 1, result, maxlen);
 	bsync_persist_retry(bt->st);
 	mutex_unlock(&bt->st->lock);
 	return r;
