@@ -15,7 +15,9 @@
  *   cmd-activate.c  activate: bring up the devices of /etc/bsynctab
  *   cmd-export.c  export start|stop|add|remove|list: pull-mode backups over NBD
  *   cmd-image.c   image info: a backup image's partial-backup record
- *   cmd-chain.c   chain verify|merge, restore: backup chains without the daemon
+ *   cmd-chain.c   chain verify: backup chains without the daemon (cmd-chain.h)
+ *   cmd-chain-merge.c  chain merge: the oldest incremental into its full backup
+ *   cmd-restore.c  restore: a chain's point in time onto a file or a device
  *   bsynctab.c    the /etc/bsynctab parser (bsynctab.h)
  */
 #ifndef BSYNCCTL_H
