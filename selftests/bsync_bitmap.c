@@ -300,6 +300,13 @@ TEST_F(bm, disabled_bitmap_freeze_keeps_disabled)
 	ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "enable d"));
 	wr(self, 0, 512);
 	EXPECT_EQ(64 * KiB, count("d"));
+	/* Verbs in any case mean the same: CLEAR clears and leaves it recording. */
+	ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "CLEAR d"));
+	ASSERT_EQ(0, bt_bitmap_info(DEV, "d", &i));
+	EXPECT_EQ(0ULL, i.count);
+	EXPECT_TRUE(i.recording);
+	wr(self, 0, 512);
+	EXPECT_EQ(64 * KiB, count("d"));
 	ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "disable d"));
 	ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "freeze d"));
 	wr(self, 1 * MiB, 512);
