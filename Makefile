@@ -1,6 +1,7 @@
 # dm-bsync: top-level build.
 #
-#   make              module (against the newest installed Debian kernel) and userspace
+#   make              the module for every installed Debian kernel, and the userspace
+#                     programs: what runs on a host (the tests are built by the check targets)
 #   make check        lint, host unit tests (ASan/UBSan) and guest selftests
 #   make check-vmhost the VM host end to end: an inner VM on a bsync device over
 #                     virtio-scsi and vhost-scsi, backed up across a QEMU crash and
@@ -23,10 +24,14 @@ KDIR  ?= /lib/modules/$(KVER)/build
 KSRC_TAR ?= $(firstword $(wildcard /usr/src/linux-source-6.1.tar.xz))
 TOOLS := build/ksrc
 
-.PHONY: all module modules-all userspace selftests check check-unit check-guest check-debug check-vmhost \
-	bench crash-test soak lint deps clean tools
+.PHONY: all module modules-all userspace selftests test-build check check-unit check-guest check-debug \
+	check-vmhost bench crash-test soak lint deps clean tools
 
-all: modules-all userspace selftests
+all: modules-all userspace
+
+# What the guest tests run: the product and the selftests (which need
+# linux-source-6.1's harness, installed by scripts/setup).
+test-build: all selftests
 
 # Each kernel gets its own build directory (build/kmod/VER), so the module
 # can be built for every installed kernel and tested on each.
@@ -41,7 +46,7 @@ modules-all:
 	@for v in $(KVERS) $(RT_KVER); do scripts/build-module /lib/modules/$$v/build build/kmod/$$v || exit 1; done
 
 userspace:
-	$(MAKE) -C userspace all
+	$(MAKE) -C userspace progs
 
 # kselftest_harness.h and checkpatch.pl come from linux-source-6.1.
 tools: $(TOOLS)/.stamp
@@ -60,18 +65,18 @@ selftests: tools userspace
 # The build, lint and the unit tests' sanitizer build take a job per core.
 JOBS ?= $(shell nproc)
 check:
-	$(MAKE) -j$(JOBS) all lint
+	$(MAKE) -j$(JOBS) test-build lint
 	$(MAKE) -j$(JOBS) -C userspace tests
 	scripts/run-tests
 
 # Nested VMs under TCG: about 17 minutes, beyond make check's budget.
-check-vmhost: all
+check-vmhost: test-build
 	scripts/check-vmhost
 
 check-unit: userspace
 	scripts/run-tests --unit-only
 
-check-guest: all
+check-guest: test-build
 	scripts/run-tests --guest-only
 
 # The canaries first: a lane that cannot see a planted use-after-free and
@@ -84,15 +89,15 @@ check-debug: selftests
 # Debian's 6.12 PREEMPT_RT kernel, two vCPUs under single-threaded TCG:
 # the selftests of completion context, preemption and the write gate.
 .PHONY: check-rt
-check-rt: all
+check-rt: test-build
 	scripts/check-rt
 
-bench: all
+bench: test-build
 	scripts/bench
 
 # Soak-style repetitions kept out of make check: twenty incremental backups
 # under fio on each kernel (make check runs four).
-soak: all
+soak: test-build
 	for kv in $$(. scripts/lib/kernel.sh && bsync_kvers); do \
 		scripts/vm-run --kernel $$kv --disk 256M --disk 256M --timeout 3600 \
 			--env FIO_STEPS=20 --env BSYNC_TEST_TIMEOUT=3000 --out out/soak/$$kv \
@@ -100,7 +105,7 @@ soak: all
 	done
 
 # Crash safety of persistent bitmaps: 20 guests SIGKILLed at random moments.
-crash-test: all
+crash-test: test-build
 	scripts/crash-test --kills $(or $(KILLS),20)
 
 lint: tools
@@ -124,32 +129,45 @@ clean:
 
 # make install [PREFIX=/usr/local] [DESTDIR=] [UNITDIR=...]: the module for
 # every kernel built under build/kmod (to /lib/modules/<kver>/extra), bsyncd,
-# bsyncctl and bsync-metadata, the systemd units (bsyncd, bsync-activate), an example
-# /etc/bsynctab if there is none, bash completion and the documentation.
+# bsyncctl and bsync-metadata, the systemd units (bsyncd, bsync-activate), the
+# modules-load.d list (dm_mod, loop, dm-bsync), an example /etc/bsynctab if
+# there is none, bash completion and the documentation.
 # Build first (`make`); run as root, or give DESTDIR to stage a package.
+# install-module and install-userspace are its two halves; the Debian
+# packages (debian/rules) install the second and build the module by DKMS.
 PREFIX  ?= /usr/local
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 DOCDIR  ?= $(PREFIX)/share/doc/dm-bsync
-.PHONY: install
-install:
-	@for f in userspace/build/bsyncd userspace/build/bsyncctl userspace/build/bsync-metadata; do \
-		test -x $$f || { echo "install: $$f is missing: run make first" >&2; exit 1; }; \
-	done
+MODLOADDIR ?= $(PREFIX)/lib/modules-load.d
+.PHONY: install install-module install-userspace
+install: install-module install-userspace
+
+install-module:
 	@ls build/kmod/*/dm-bsync.ko >/dev/null 2>&1 || \
 		{ echo "install: no module under build/kmod: run make first" >&2; exit 1; }
-	install -D -m 0755 userspace/build/bsyncd $(DESTDIR)$(PREFIX)/sbin/bsyncd
-	install -D -m 0755 userspace/build/bsyncctl $(DESTDIR)$(PREFIX)/bin/bsyncctl
-	install -D -m 0755 userspace/build/bsync-metadata $(DESTDIR)$(PREFIX)/sbin/bsync-metadata
 	@set -e; for ko in build/kmod/*/dm-bsync.ko; do \
 		v=$$(basename $$(dirname $$ko)); \
 		echo "install -D -m 0644 $$ko $(DESTDIR)/lib/modules/$$v/extra/dm-bsync.ko"; \
 		install -D -m 0644 $$ko $(DESTDIR)/lib/modules/$$v/extra/dm-bsync.ko; \
 		if [ -z "$(DESTDIR)" ]; then depmod -a $$v; fi; \
 	done
-	sed 's|/usr/local|$(PREFIX)|g' scripts/bsyncd.service > build/bsyncd.service
+
+# The units name the programs and the documentation under /usr/local:
+# rewritten to DOCDIR, then to PREFIX.
+UNIT_SED := s|/usr/local/share/doc/dm-bsync|$(DOCDIR)|g; s|/usr/local|$(PREFIX)|g
+install-userspace:
+	@for f in userspace/build/bsyncd userspace/build/bsyncctl userspace/build/bsync-metadata; do \
+		test -x $$f || { echo "install: $$f is missing: run make first" >&2; exit 1; }; \
+	done
+	install -D -m 0755 userspace/build/bsyncd $(DESTDIR)$(PREFIX)/sbin/bsyncd
+	install -D -m 0755 userspace/build/bsyncctl $(DESTDIR)$(PREFIX)/bin/bsyncctl
+	install -D -m 0755 userspace/build/bsync-metadata $(DESTDIR)$(PREFIX)/sbin/bsync-metadata
+	mkdir -p build
+	sed '$(UNIT_SED)' scripts/bsyncd.service > build/bsyncd.service
 	install -D -m 0644 build/bsyncd.service $(DESTDIR)$(UNITDIR)/bsyncd.service
-	sed 's|/usr/local|$(PREFIX)|g' scripts/bsync-activate.service > build/bsync-activate.service
+	sed '$(UNIT_SED)' scripts/bsync-activate.service > build/bsync-activate.service
 	install -D -m 0644 build/bsync-activate.service $(DESTDIR)$(UNITDIR)/bsync-activate.service
+	install -D -m 0644 scripts/modules-load.conf $(DESTDIR)$(MODLOADDIR)/dm-bsync.conf
 	@# The example /etc/bsynctab (comments only), never over one that exists.
 	@if [ -e $(DESTDIR)/etc/bsynctab ]; then echo "keeping $(DESTDIR)/etc/bsynctab"; else \
 		echo "install -D -m 0644 scripts/bsynctab.example $(DESTDIR)/etc/bsynctab"; \
