@@ -3,6 +3,8 @@
 #   make              the module for every installed Debian kernel, and the userspace
 #                     programs: what runs on a host (the tests are built by the check targets)
 #   make check        lint, host unit tests (ASan/UBSan) and guest selftests
+#   make check-packages  the Debian packages (debian/), built and then installed, upgraded
+#                     and purged in a clean guest per kernel, the module built there by DKMS
 #   make check-vmhost the VM host end to end: an inner VM on a bsync device over
 #                     virtio-scsi and vhost-scsi, backed up across a QEMU crash and
 #                     a host reboot, on every kernel (.ci/run runs it after make check)
@@ -91,6 +93,14 @@ check-debug: selftests
 .PHONY: check-rt
 check-rt: test-build
 	scripts/check-rt
+
+# The Debian packages, built, then installed, upgraded and purged in a clean
+# guest per kernel with DKMS building the module there: about an hour (each
+# DKMS build takes minutes under TCG), beyond make check's budget (.ci/run
+# runs it after check-rt). scripts/check-packages --help: --host-only, --guest-only.
+.PHONY: check-packages
+check-packages:
+	scripts/check-packages
 
 bench: test-build
 	scripts/bench
