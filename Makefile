@@ -96,8 +96,9 @@ check-rt: test-build
 
 # The Debian packages, built, then installed, upgraded and purged in a clean
 # guest per kernel with DKMS building the module there: about an hour (each
-# DKMS build takes minutes under TCG), beyond make check's budget (.ci/run
-# runs it after check-rt). scripts/check-packages --help: --host-only, --guest-only.
+# DKMS build takes minutes under TCG), beyond make check's budget and, beside
+# the other lanes, CI's: run by hand. scripts/check-packages --help: --host-only,
+# --guest-only.
 .PHONY: check-packages
 check-packages:
 	scripts/check-packages
