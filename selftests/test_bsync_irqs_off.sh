@@ -49,6 +49,11 @@ wait "$sleeper"
 sleeper=
 lat=$(cat /tmp/irqs-off.lat)
 echo "# three walks took $(((t1 - t0) / 1000000)) ms; the sleeper was late by $lat ms at worst"
+# A walk that kept interrupts off throughout makes the sleeper late by a
+# whole walk; a TCG vCPU the busy host did not run for a while, by much
+# less. So the bound is half a walk, and at least max_ms.
+half_walk=$(((t1 - t0) / 6000000))
+[ "$half_walk" -gt "$max_ms" ] && max_ms=$half_walk
 [ "$lat" -lt "$max_ms" ]
 ok $? "a sleeper on the walking CPU was never late by $max_ms ms or more ($lat ms)"
 dm message $dev 0 session_end
