@@ -81,19 +81,25 @@ static int simple_task(int type, const char *name)
 	return r;
 }
 
-static int load_task(int type, const char *name, uint64_t sectors, const char *ttype,
-		     const char *params, bool ro)
+static int load_task(int type, const char *name, const struct dmctl_table *t, size_t n, bool ro)
 {
 	struct dm_task *dmt = task_new(type, name);
 	int r = -ENOMEM;
+	size_t i;
 
 	if (!dmt)
 		return -ENOMEM;
 	if (ro && !dm_task_set_ro(dmt))
 		goto out;
-	if (!dm_task_add_target(dmt, 0, sectors, ttype, params))
-		goto out;
+	for (i = 0; i < n; i++)
+		if (!dm_task_add_target(dmt, t[i].start, t[i].length, t[i].type, t[i].params))
+			goto out;
 	r = task_run(dmt);
+	if (!r && type == DM_DEVICE_CREATE) {
+		pthread_mutex_lock(&dmctl_lock);
+		dm_task_update_nodes();
+		pthread_mutex_unlock(&dmctl_lock);
+	}
 out:
 	dm_task_destroy(dmt);
 	return r;
@@ -102,14 +108,9 @@ out:
 static int create(const char *name, uint64_t sectors, const char *type, const char *params,
 		  bool ro)
 {
-	int r = load_task(DM_DEVICE_CREATE, name, sectors, type, params, ro);
+	struct dmctl_table t = { 0, sectors, (char *)type, (char *)params };
 
-	if (!r) {
-		pthread_mutex_lock(&dmctl_lock);
-		dm_task_update_nodes();
-		pthread_mutex_unlock(&dmctl_lock);
-	}
-	return r;
+	return load_task(DM_DEVICE_CREATE, name, &t, 1, ro);
 }
 
 int dmctl_create(const char *name, uint64_t sectors, const char *type, const char *params)
@@ -137,9 +138,27 @@ int dmctl_resume(const char *name)
 	return simple_task(DM_DEVICE_RESUME, name);
 }
 
+int dmctl_load_table(const char *name, bool create, bool ro, const struct dmctl_table *t,
+		     size_t n)
+{
+	return load_task(create ? DM_DEVICE_CREATE : DM_DEVICE_RELOAD, name, t, n, ro);
+}
+
+int dmctl_mknodes(const char *name)
+{
+	int ok;
+
+	pthread_once(&dmctl_once, dmctl_init);
+	pthread_mutex_lock(&dmctl_lock);
+	ok = dm_mknodes(name);
+	pthread_mutex_unlock(&dmctl_lock);
+	return ok ? 0 : -EIO;
+}
+
 int dmctl_reload(const char *name, uint64_t sectors, const char *type, const char *params)
 {
-	int r = load_task(DM_DEVICE_RELOAD, name, sectors, type, params, false);
+	struct dmctl_table t = { 0, sectors, (char *)type, (char *)params };
+	int r = load_task(DM_DEVICE_RELOAD, name, &t, 1, false);
 
 	if (r)
 		return r;

@@ -24,6 +24,15 @@ struct dmctl_table {
 int dmctl_create(const char *name, uint64_t sectors, const char *type, const char *params);
 /* The same, read-only (like dmsetup create --readonly). */
 int dmctl_create_ro(const char *name, uint64_t sectors, const char *type, const char *params);
+/*
+ * Load a table of n targets (in order, contiguous) into a new device, created
+ * and activated (create; like dmsetup create), or into an existing device's
+ * inactive slot (like dmsetup load: resume swaps it in).
+ */
+int dmctl_load_table(const char *name, bool create, bool ro, const struct dmctl_table *t,
+		     size_t n);
+/* Make /dev/mapper/name match the kernel (like dmsetup mknodes name). */
+int dmctl_mknodes(const char *name);
 int dmctl_remove(const char *name);
 int dmctl_suspend(const char *name);
 int dmctl_resume(const char *name);
