@@ -48,11 +48,14 @@ tap_done() {
 	[ "$_tap_failed" -eq 0 ]
 }
 
-# dm: dmsetup --noudevsync, except that "dm message NAME 0 MESSAGE..." goes
-# through one long-lived helper (dmq.c), started here by the test's shell
-# (disowned: a bare "wait" does not wait for it): the same ioctl, reply,
-# output and status, without a fork and exec of dmsetup per message.
-# Subshells share it, one message at a time; without it, dmsetup.
+# dm: dmsetup --noudevsync, except that its common forms go through one
+# long-lived helper (dmq.c), started here by the test's shell (disowned: a
+# bare "wait" does not wait for it): "message NAME 0 MESSAGE...", "create
+# [--readonly] NAME" and "load|reload NAME" (the table on standard input),
+# "remove|suspend|resume|mknodes NAME". The same ioctls, reply, output and
+# status, without a fork and exec of dmsetup for each. Subshells share it,
+# one command at a time: a background job that runs dm sets _dmq_w= first.
+# Without the helper, dmsetup.
 _dmq_w= _dmq_r= _dmq_dir=
 _dmq_start() {
 	local prog=${BSYNC_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}/build/selftests/dmq
@@ -63,17 +66,54 @@ _dmq_start() {
 	exec {_dmq_w}>"$_dmq_dir/in" {_dmq_r}<"$_dmq_dir/out"
 }
 _dmq_start
-dm() {
-	if [ "$1" = message ] && [ "${3:-}" = 0 ] && [ $# -gt 3 ] && [ -n "$_dmq_w" ]; then
-		local IFS=" " st err reply=()
-		if printf '%s\t%s\n' "$2" "${*:4}" >&"$_dmq_w" 2>/dev/null &&
-		   IFS=$'\t' read -r st err <&"$_dmq_r"; then
-			mapfile -t reply <"$_dmq_dir/reply"
-			[ ${#reply[@]} -eq 0 ] || printf '%s\n' "${reply[@]}"
-			[ -z "$err" ] || echo "$err" >&2
-			return "$st"
-		fi
+# _dmq VERB NAME [FIELD...]: one request; its status, or 255 if the helper
+# is gone (then dm() falls back to dmsetup).
+_dmq() {
+	local IFS=$'\t' st err reply=()
+	if ! printf '%s\n' "$*" >&"$_dmq_w" 2>/dev/null || ! read -r st err <&"$_dmq_r"; then
 		_dmq_w=
+		return 255
+	fi
+	if [ "$1" = message ]; then
+		mapfile -t reply <"$_dmq_dir/reply"
+		[ ${#reply[@]} -eq 0 ] || printf '%s\n' "${reply[@]}"
+	fi
+	[ -z "$err" ] || echo "$err" >&2
+	return "$st"
+}
+dm() {
+	local st table=() verb=$1
+	if [ -n "$_dmq_w" ]; then
+		case $#:$1:${2:-} in
+		[4-9]:message:* | [1-9][0-9]:message:*)
+			if [ "$3" = 0 ]; then
+				local IFS=" "
+				_dmq message "$2" "${*:4}"
+				st=$?
+				[ $st -eq 255 ] || return $st
+			fi
+			;;
+		2:create:* | 2:load:* | 2:reload:* | 3:create:--readonly)
+			local line
+			while read -r line; do # as dmsetup: blank lines skipped, tabs are spaces
+				[ -z "$line" ] || table+=("${line//$'\t'/ }")
+			done
+			[ "$1" = reload ] && verb=load
+			[ "$2" = --readonly ] && verb=create-ro
+			if [ ${#table[@]} -gt 0 ]; then
+				_dmq "$verb" "${@: -1}" "${table[@]}"
+				st=$?
+				[ $st -eq 255 ] || return $st
+			fi
+			printf '%s\n' "${table[@]}" | dmsetup --noudevsync "$@"
+			return
+			;;
+		2:remove:* | 2:suspend:* | 2:resume:* | 2:mknodes:*)
+			_dmq "$1" "$2"
+			st=$?
+			[ $st -eq 255 ] || return $st
+			;;
+		esac
 	fi
 	dmsetup --noudevsync "$@"
 }

@@ -164,7 +164,7 @@ expect_eq "$t0 / $(majmin /dev/mapper/act-lin-b)" "$(dm table act0) / $(dm table
 # --- --wait: an origin that appears within the wait is activated
 tab4=$dir/bsynctab4
 echo "act3 /dev/mapper/act-late zeroed" >"$tab4"
-(sleep 1 && linear act-late "$disk1" 128 32) &
+(_dmq_w= && sleep 1 && linear act-late "$disk1" 128 32) & # dm alone: see lib.sh
 late_pid=$!
 t=$(date +%s.%N)
 act --config "$tab4" --wait 20
