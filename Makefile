@@ -42,7 +42,8 @@ module:
 	scripts/build-module $(KDIR) build/kmod/$(notdir $(patsubst %/build,%,$(KDIR)))
 
 # The PREEMPT_RT kernel is built for too (a break there fails make), though
-# only check-rt boots it: bsync_kvers leaves it out of make check's matrix.
+# only check-rt boots it: bsync_kvers leaves it out of make check's matrix,
+# and make check leaves its build to check-rt.
 RT_KVER ?= $(shell . scripts/lib/kernel.sh && bsync_rt_kver)
 modules-all:
 	@for v in $(KVERS) $(RT_KVER); do scripts/build-module /lib/modules/$$v/build build/kmod/$$v || exit 1; done
@@ -64,12 +65,17 @@ $(TOOLS)/.stamp: $(KSRC_TAR)
 selftests: tools userspace
 	$(MAKE) -C selftests KSFT_DIR=$(TOP)/$(TOOLS)/tools/testing/selftests
 
-# The build, lint and the unit tests' sanitizer build take a job per core.
+# The build, lint and the unit tests' sanitizer build take a job per core,
+# in one make so that they share the cores to the end. The PREEMPT_RT
+# module is left to check-rt, the lane that boots it.
 JOBS ?= $(shell nproc)
 check:
-	$(MAKE) -j$(JOBS) test-build lint
-	$(MAKE) -j$(JOBS) -C userspace tests
+	$(MAKE) -j$(JOBS) test-build lint unit-build RT_KVER=
 	scripts/run-tests
+
+.PHONY: unit-build
+unit-build:
+	$(MAKE) -C userspace tests
 
 # Nested VMs under TCG: about 17 minutes, beyond make check's budget.
 check-vmhost: test-build
