@@ -16,6 +16,7 @@
 #include "dmctl.h"
 #include "job.h"
 #include "nbd-export.h"
+#include "tls-creds.h"
 #include "node.h"
 
 enum atype { A_STR, A_INT, A_BOOL, A_ENUM, A_ARRAY, A_OBJECT };
@@ -43,6 +44,8 @@ static const char *const onerr_values[] = { "report", "ignore", "enospc", "stop"
 static const char *const op_values[] = { "read", NULL };
 static const char *const export_type_values[] = { "nbd", NULL };
 static const char *const export_del_values[] = { "safe", "hard", NULL };
+static const char *const qom_type_values[] = { "tls-creds-x509", "tls-creds-psk", NULL };
+static const char *const endpoint_values[] = { "client", "server", NULL };
 
 static const char *const type_names[] = {
 	[A_STR] = "string", [A_INT] = "integer", [A_BOOL] = "boolean",
@@ -643,6 +646,11 @@ static const struct command commands[] = {
 	    SO("iothread"), { "bitmaps", A_ARRAY, false, NULL }, B("allocation-depth") } },
 	{ "block-export-del", nbd_export_cmd_del, { S("id"), E("mode", false, export_del_values) } },
 	{ "query-block-exports", nbd_export_cmd_query, { { 0 } } },
+	{ "object-add", tls_creds_cmd_object_add,
+	  { E("qom-type", true, qom_type_values), S("id"), SO("dir"),
+	    E("endpoint", false, endpoint_values), B("verify-peer"), SO("priority"),
+	    SO("username") } },
+	{ "object-del", tls_creds_cmd_object_del, { S("id") } },
 	{ "x-debug-inject-error", cmd_inject_error,
 	  { S("device"), E("operation", true, op_values), I("skip"), I("errno") } },
 };

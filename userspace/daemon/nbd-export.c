@@ -18,6 +18,7 @@
 #include "nbd-export.h"
 #include "nbd-server.h"
 #include "node.h"
+#include "tls-creds.h"
 
 struct export {
 	char *id;
@@ -30,6 +31,7 @@ struct export {
 };
 
 static struct export *exports;
+static const struct tls_creds *server_tls;	/* the running server's, in use */
 
 static const char *sget(json_object *o, const char *k)
 {
@@ -133,9 +135,11 @@ int nbd_export_cmd_server_start(json_object *args, json_object **ret, struct qer
 	data = addr;
 	if (json_object_object_get_ex(addr, "data", &v) && json_object_is_type(v, json_type_object))
 		data = v;
-	if (has(args, "tls-creds") || has(args, "tls-authz"))
-		return qerr_set(e, "TLS is not supported by bsyncd's NBD server yet ('tls-creds'): "
-				"serve a Unix socket, or loopback TCP with 'x-allow-tcp-loopback'");
+	if (has(args, "tls-authz"))
+		return qerr_set(e, "'tls-authz' is not supported by bsyncd's NBD server: with "
+				"tls-creds-x509 and 'verify-peer' (the default) it lets in the clients "
+				"whose certificate the CA in 'dir' signed; with tls-creds-psk those "
+				"with a key in keys.psk");
 	if (nbd_server_running())
 		return qerr_set(e, "NBD server already running");
 	if (!strcmp(type, "unix")) {
@@ -151,10 +155,11 @@ int nbd_export_cmd_server_start(json_object *args, json_object **ret, struct qer
 			return qerr_set(e, "Parameter 'addr.host' is missing");
 		if (!o.port)
 			return qerr_set(e, "Parameter 'addr.port' is missing");
-		if (!allow || !json_object_get_boolean(allow))
-			return qerr_set(e, "NBD over TCP needs TLS, which bsyncd does not support yet: "
-					"serve a Unix socket, or pass 'x-allow-tcp-loopback': true to "
-					"serve a loopback address without TLS");
+		if (!sget(args, "tls-creds") && (!allow || !json_object_get_boolean(allow)))
+			return qerr_set(e, "NBD over TCP needs TLS: pass 'tls-creds' (the id of a "
+					"tls-creds-x509 or tls-creds-psk object-add'ed with endpoint "
+					"'server'), serve a Unix socket, or pass 'x-allow-tcp-loopback': "
+					"true to serve a loopback address without TLS");
 	} else if (!strcmp(type, "vsock") || !strcmp(type, "fd")) {
 		return qerr_set(e, "bsyncd's NBD server listens on 'unix' or 'inet' addresses, not '%s'",
 				type);
@@ -162,10 +167,17 @@ int nbd_export_cmd_server_start(json_object *args, json_object **ret, struct qer
 		return qerr_set(e, "Parameter 'addr.type' does not accept value '%s'", type);
 	}
 	o.max_connections = (unsigned)maxc;
-	if (nbd_server_start(&o, err, sizeof(err)))
+	if (sget(args, "tls-creds") && !(o.tls = tls_creds_get(sget(args, "tls-creds"), e)))
+		return -1;
+	if (nbd_server_start(&o, err, sizeof(err))) {
+		if (o.tls)
+			tls_creds_put(o.tls);
 		return qerr_set(e, "%s", err);
-	fprintf(stderr, "bsyncd: NBD server listening on %s%s%s\n", o.unix_path ? o.unix_path : o.host,
-		o.unix_path ? "" : ":", o.unix_path ? "" : o.port);
+	}
+	server_tls = o.tls;
+	fprintf(stderr, "bsyncd: NBD server listening on %s%s%s%s%s\n",
+		o.unix_path ? o.unix_path : o.host, o.unix_path ? "" : ":", o.unix_path ? "" : o.port,
+		o.tls ? ", TLS required with " : "", o.tls ? sget(args, "tls-creds") : "");
 	return 0;
 }
 
@@ -176,6 +188,9 @@ int nbd_export_cmd_server_stop(json_object *args, json_object **ret, struct qerr
 	while (exports)
 		export_delete(exports, true);
 	nbd_server_stop();
+	if (server_tls)
+		tls_creds_put(server_tls);
+	server_tls = NULL;
 	fprintf(stderr, "bsyncd: NBD server stopped\n");
 	return 0;
 }
@@ -359,4 +374,10 @@ void nbd_export_shutdown(void)
 		export_delete(exports, true);
 	daemon_unlock();
 	nbd_server_stop();
+	daemon_lock();
+	if (server_tls)
+		tls_creds_put(server_tls);
+	server_tls = NULL;
+	tls_creds_shutdown();
+	daemon_unlock();
 }

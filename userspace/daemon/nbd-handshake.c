@@ -8,8 +8,14 @@
  * nbd-transmission.c; the sockets and threads are nbd-server.c's.
  *
  * The handshake is bounded: NBD_MAX_OPTIONS options of NBD_MAX_OPTION
- * bytes each, in NBD_HANDSHAKE_MAX_S seconds, into buffers that are freed
- * before the transmission phase.
+ * bytes each, in NBD_HANDSHAKE_MAX_S seconds (the TLS handshake
+ * included), into buffers that are freed before the transmission phase.
+ *
+ * A server with TLS credentials answers every option before STARTTLS
+ * with ERR_TLS_REQD (EXPORT_NAME, which has no error reply, closes; ABORT
+ * is acknowledged), as QEMU's nbd/server.c and the protocol's "TLS
+ * required" mode; after STARTTLS's ACK the TLS handshake (tls.c), then the
+ * same options through the session.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,9 +56,9 @@ static int send_rep(struct nbd_client *c, uint32_t opt, uint32_t type, const voi
 	put32(h + 8, opt);
 	put32(h + 12, type);
 	put32(h + 16, len);
-	if (send_full(c->fd, h, sizeof(h)))
+	if (conn_send(c, h, sizeof(h)))
 		return -1;
-	return len ? send_full(c->fd, data, len) : 0;
+	return len ? conn_send(c, data, len) : 0;
 }
 
 /* An error reply with a message a person can read. */
@@ -228,12 +234,58 @@ static int opt_export_name(struct nbd_client *c, uint32_t len)
 		return -1;
 	put64(r, x->size);
 	put16(r + 8, trans_flags(c));
-	if (send_full(c->fd, r, c->no_zeroes ? 10 : sizeof(r))) {
+	if (conn_send(c, r, c->no_zeroes ? 10 : sizeof(r))) {
 		nbd_exp_put(c);
 		return -1;
 	}
 	choose(c, x);
 	return 1;
+}
+
+/*
+ * NBD_OPT_STARTTLS on a server that requires TLS: ACK in the clear, then
+ * the TLS handshake by the deadline.  0 with c->tls, or -1 to close.
+ */
+static int opt_starttls(struct nbd_client *c, uint32_t len, const struct timespec *t0)
+{
+	struct timespec deadline = { t0->tv_sec + NBD_HANDSHAKE_MAX_S, t0->tv_nsec };
+	char err[512];
+
+	if (len) {	/* QEMU drops such a client: it cannot start TLS correctly */
+		send_err(c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "STARTTLS takes no data");
+		return -1;
+	}
+	if (send_rep(c, NBD_OPT_STARTTLS, NBD_REP_ACK, NULL, 0))
+		return -1;
+	c->tls = tls_session_start(c->tls_creds, c->fd, NBD_HANDSHAKE_TIMEOUT_S, &deadline, err,
+				   sizeof(err));
+	if (!c->tls) {
+		fprintf(stderr, "bsyncd: NBD client refused: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * An option before STARTTLS on a server that requires TLS: 0 to go on
+ * (replied), 1 to start TLS, -1 to close.
+ */
+static int opt_before_tls(struct nbd_client *c, uint32_t opt)
+{
+	char msg[64];
+
+	switch (opt) {
+	case NBD_OPT_STARTTLS:
+		return 1;
+	case NBD_OPT_EXPORT_NAME:
+		return -1;	/* no way to tell the client why */
+	case NBD_OPT_ABORT:
+		send_rep(c, opt, NBD_REP_ACK, NULL, 0);
+		return -1;
+	default:
+		snprintf(msg, sizeof(msg), "Option 0x%x not permitted before TLS", opt);
+		return send_err(c, opt, NBD_REP_ERR_TLS_REQD, msg);
+	}
 }
 
 int nbd_handshake(struct nbd_client *c)
@@ -246,11 +298,13 @@ int nbd_handshake(struct nbd_client *c)
 	put64(h, NBD_MAGIC);
 	put64(h + 8, NBD_IHAVEOPT);
 	put16(h + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
-	if (send_full(c->fd, h, 18) || recv_full(c->fd, h, 4))
+	if (conn_send(c, h, 18) || conn_recv(c, h, 4))
 		return -1;
 	flags = get32(h);
 	if (flags & ~(NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES))
 		return -1;
+	if (c->tls_creds && !(flags & NBD_FLAG_FIXED_NEWSTYLE))
+		return -1;	/* STARTTLS needs fixed newstyle */
 	c->no_zeroes = flags & NBD_FLAG_NO_ZEROES;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (n = 0; n < NBD_MAX_OPTIONS; n++) {
@@ -260,7 +314,7 @@ int nbd_handshake(struct nbd_client *c)
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (now.tv_sec - t0.tv_sec > NBD_HANDSHAKE_MAX_S)
 			return -1;	/* a trickle of options: the slot is for others */
-		if (recv_full(c->fd, h, 16) || get64(h) != NBD_IHAVEOPT)
+		if (conn_recv(c, h, 16) || get64(h) != NBD_IHAVEOPT)
 			return -1;
 		opt = get32(h + 8);
 		len = get32(h + 12);
@@ -269,8 +323,16 @@ int nbd_handshake(struct nbd_client *c)
 				send_err(c, opt, NBD_REP_ERR_TOO_BIG, "option too big");
 			return -1;
 		}
-		if (recv_full(c->fd, c->opt, len))
+		if (conn_recv(c, c->opt, len))
 			return -1;
+		if (c->tls_creds && !c->tls) {
+			r = opt_before_tls(c, opt);
+			if (r == 1)
+				r = opt_starttls(c, len, &t0);
+			if (r)
+				return -1;
+			continue;
+		}
 		switch (opt) {
 		case NBD_OPT_EXPORT_NAME:
 			return opt_export_name(c, len) == 1 ? 0 : -1;
@@ -301,7 +363,10 @@ int nbd_handshake(struct nbd_client *c)
 			r = opt_meta(c, opt, len);
 			break;
 		case NBD_OPT_STARTTLS:
-			r = send_err(c, opt, NBD_REP_ERR_POLICY, "TLS not configured");
+			if (c->tls)
+				r = send_err(c, opt, NBD_REP_ERR_INVALID, "TLS already enabled");
+			else
+				r = send_err(c, opt, NBD_REP_ERR_POLICY, "TLS not configured");
 			break;
 		default:
 			r = send_err(c, opt, NBD_REP_ERR_UNSUP, "option not supported");

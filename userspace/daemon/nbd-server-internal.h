@@ -8,6 +8,8 @@
  *                       LIST, meta contexts
  *   nbd-transmission.c  the transmission phase: READ, BLOCK_STATUS, simple
  *                       and structured replies, the read map
+ *   tls.c               (not the server's own) the TLS session STARTTLS
+ *                       starts, through which conn_recv()/conn_send() go
  * One connection is one struct nbd_client, owned by its thread; the
  * handshake fills it, the transmission phase serves from it.
  */
@@ -22,9 +24,12 @@
 #include <sys/types.h>
 
 #include "nbd-server.h"
+#include "tls.h"
 
 struct nbd_client {
 	int fd;
+	const struct tls_creds *tls_creds;	/* the server requires TLS with these */
+	struct tls_session *tls;		/* after STARTTLS: all I/O goes through it */
 	bool structured;
 	bool no_zeroes;
 	unsigned meta;				/* selected contexts: bit 0 base, bit 1 bitmap */
@@ -103,6 +108,17 @@ static inline int recv_full(int fd, void *buf, size_t n)
 static inline int send_full(int fd, const void *buf, size_t n)
 {
 	return sock_full(fd, NULL, buf, n);
+}
+
+/* A connection's whole reads and writes: in the clear, or through its TLS session. */
+static inline int conn_recv(struct nbd_client *c, void *buf, size_t n)
+{
+	return c->tls ? tls_session_full(c->tls, buf, NULL, n) : recv_full(c->fd, buf, n);
+}
+
+static inline int conn_send(struct nbd_client *c, const void *buf, size_t n)
+{
+	return c->tls ? tls_session_full(c->tls, NULL, buf, n) : send_full(c->fd, buf, n);
 }
 
 /* nbd-server.c: the exports by name, under the server's lock. */

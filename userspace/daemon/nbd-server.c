@@ -2,14 +2,16 @@
 /*
  * The NBD server's sockets and connections (see nbd-server.h for the
  * whole server, nbd-server-internal.h for its files): listening on a Unix
- * or loopback TCP socket, the accepting thread's poll loop, each
+ * or TCP socket (loopback only without TLS), the accepting thread's poll loop, each
  * connection's thread and life, and the exports by name with the
  * references connections hold on them.  What is said on a connection is
  * nbd-handshake.c's and nbd-transmission.c's.
  *
  * A thread accepts connections (poll() on the listener and a wake-up
  * pipe); each connection gets a detached thread of its own that runs the
- * handshake and then serves its requests one at a time with blocking I/O.
+ * handshake and then serves its requests one at a time with blocking I/O
+ * (the TLS handshake is the exception: tls.c runs it non-blocking against
+ * a deadline).  Nothing a connection does blocks the others or the daemon.
  * A connection holds a reference on its export (exp->clients); removing an
  * export or stopping the server shuts the sockets down, which wakes the
  * threads, and waits for the references to go.  A connection's memory is
@@ -45,6 +47,7 @@ static struct {
 	pthread_t acceptor;
 	char *unix_path;
 	unsigned max_conn;
+	const struct tls_creds *tls;
 	int nclients;
 	struct nbd_client *clients;
 	struct nbd_exp *exps;
@@ -178,6 +181,7 @@ static void *client_thread(void *arg)
 		}
 	}
 	nbd_exp_put(c);
+	tls_session_end(c->tls);
 	pthread_mutex_lock(&S.mu);
 	for (pp = &S.clients; *pp; pp = &(*pp)->next)
 		if (*pp == c) {
@@ -215,6 +219,7 @@ static void accept_one(void)
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));	/* fails on Unix sockets */
 	c->fd = fd;
+	c->tls_creds = S.tls;
 	pthread_attr_init(&a);
 	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&a, 256u << 10);
@@ -271,7 +276,7 @@ static int listen_inet(const struct nbd_server_opts *o, char *err, size_t errlen
 			 gai_strerror(r));
 		return -EINVAL;
 	}
-	for (ai = res; ai; ai = ai->ai_next)
+	for (ai = res; ai && !o->tls; ai = ai->ai_next)
 		if (!loopback(ai->ai_addr)) {
 			freeaddrinfo(res);
 			snprintf(err, errlen, "NBD over TCP without TLS is only served on a loopback address: "
@@ -364,6 +369,7 @@ int nbd_server_start(const struct nbd_server_opts *o, char *err, size_t errlen)
 				     (unsigned)(rl.rlim_cur - NBD_FD_RESERVE) : NBD_FD_RESERVE / 2;
 	}
 	S.unix_path = o->unix_path ? strdup(o->unix_path) : NULL;
+	S.tls = o->tls;
 	r = pthread_create(&S.acceptor, NULL, accept_thread, NULL);
 	if (r) {
 		r = -r;
@@ -381,6 +387,7 @@ fail:
 	free(S.unix_path);
 	S.unix_path = NULL;
 	S.listen_fd = -1;
+	S.tls = NULL;
 	return r;
 }
 
@@ -417,5 +424,6 @@ void nbd_server_stop(void)
 		pthread_cond_timedwait(&S.cond, &S.mu, &ts);
 	}
 	pthread_mutex_unlock(&S.mu);
+	S.tls = NULL;
 	S.running = false;
 }

@@ -3,7 +3,8 @@
  * The NBD server, and only the protocol: the listening socket, one thread
  * per connection, the fixed-newstyle handshake and the transmission phase
  * of a read-only export (READ, BLOCK_STATUS with `base:allocation` and
- * `qemu:dirty-bitmap:NAME`, DISC; writes get EPERM).  What an export is
+ * `qemu:dirty-bitmap:NAME`, DISC; writes get EPERM), over TLS if the
+ * server is started with credentials (tls.h).  What an export is
  * (a point-in-time view, its job) is nbd-export.c's; the server's own
  * files are listed in nbd-server-internal.h.
  *
@@ -46,6 +47,7 @@
 #define NBD_REP_ERR_UNSUP	NBD_REP_ERR(1)
 #define NBD_REP_ERR_POLICY	NBD_REP_ERR(2)
 #define NBD_REP_ERR_INVALID	NBD_REP_ERR(3)
+#define NBD_REP_ERR_TLS_REQD	NBD_REP_ERR(5)
 #define NBD_REP_ERR_UNKNOWN	NBD_REP_ERR(6)
 #define NBD_REP_ERR_TOO_BIG	NBD_REP_ERR(9)
 
@@ -136,10 +138,14 @@ struct nbd_exp {
 	struct nbd_exp *next;
 };
 
+struct tls_creds;
+
 struct nbd_server_opts {
 	const char *unix_path;		/* a Unix socket, or NULL for TCP */
-	const char *host, *port;	/* TCP: must resolve to loopback only */
+	const char *host, *port;	/* TCP: must resolve to loopback only, unless tls */
 	unsigned max_connections;	/* 0: NBD_MAX_CONNECTIONS_CAP */
+	/* TLS required (STARTTLS first), with these; kept until nbd_server_stop() */
+	const struct tls_creds *tls;
 };
 
 /* Listen and serve in threads of the server's own.  0, or -errno with a message. */

@@ -107,12 +107,12 @@ bool nbd_exp_all_read(const struct nbd_exp *x)
  * Replies
  */
 /* Read and drop n bytes (a WRITE's payload). */
-static int discard(int fd, uint64_t n, uint8_t *buf, size_t cap)
+static int discard(struct nbd_client *c, uint64_t n, uint8_t *buf, size_t cap)
 {
 	while (n) {
 		size_t k = n < cap ? (size_t)n : cap;
 
-		if (recv_full(fd, buf, k))
+		if (conn_recv(c, buf, k))
 			return -1;
 		n -= k;
 	}
@@ -126,7 +126,7 @@ static int simple_reply(struct nbd_client *c, uint64_t cookie, uint32_t err)
 	put32(h, NBD_SIMPLE_REPLY_MAGIC);
 	put32(h + 4, err);
 	put64(h + 8, cookie);
-	return send_full(c->fd, h, 16);
+	return conn_send(c, h, 16);
 }
 
 static void chunk_header(uint8_t *h, uint16_t flags, uint16_t type, uint64_t cookie,
@@ -152,7 +152,7 @@ static int error_reply(struct nbd_client *c, uint64_t cookie, uint32_t err, cons
 	put32(h + 20, err);
 	put16(h + 24, (uint16_t)n);
 	memcpy(h + 26, msg, n);
-	return send_full(c->fd, h, 26 + n);
+	return conn_send(c, h, 26 + n);
 }
 
 static int errno_to_nbd(int e)
@@ -204,12 +204,12 @@ static int do_read(struct nbd_client *c, uint16_t flags, uint64_t cookie, uint64
 		r = pread_full(x->fd, c->buf, k, off);
 		if (r)
 			return error_reply(c, cookie, (uint32_t)errno_to_nbd(-r), "");
-		if (simple_reply(c, cookie, 0) || send_full(c->fd, c->buf, k))
+		if (simple_reply(c, cookie, 0) || conn_send(c, c->buf, k))
 			return -1;
 		for (done = k; done < len; done += k) {
 			k = len - done < NBD_IO_CHUNK ? (size_t)(len - done) : NBD_IO_CHUNK;
 			if (pread_full(x->fd, c->buf, k, off + done) ||
-			    send_full(c->fd, c->buf, k))
+			    conn_send(c, c->buf, k))
 				return -1;	/* no way to report it now */
 		}
 		nbd_mark_read(x, off, len);
@@ -221,7 +221,7 @@ static int do_read(struct nbd_client *c, uint16_t flags, uint64_t cookie, uint64
 
 		if (!len) {
 			chunk_header(h, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, cookie, 0);
-			return send_full(c->fd, h, 20);
+			return conn_send(c, h, 20);
 		}
 		r = pread_full(x->fd, c->buf, k, off + done);
 		if (r) {
@@ -233,7 +233,7 @@ static int do_read(struct nbd_client *c, uint16_t flags, uint64_t cookie, uint64
 		chunk_header(h, last ? NBD_REPLY_FLAG_DONE : 0, NBD_REPLY_TYPE_OFFSET_DATA, cookie,
 			     (uint32_t)(8 + k));
 		put64(h + 20, off + done);
-		if (send_full(c->fd, h, 28) || send_full(c->fd, c->buf, k))
+		if (conn_send(c, h, 28) || conn_send(c, c->buf, k))
 			return -1;
 		done += k;
 	}
@@ -253,9 +253,9 @@ static int status_chunk(struct nbd_client *c, uint64_t cookie, uint32_t id, size
 		put32(c->buf + 8 * i, c->ext[i][0]);
 		put32(c->buf + 8 * i + 4, c->ext[i][1]);
 	}
-	if (send_full(c->fd, h, 24))
+	if (conn_send(c, h, 24))
 		return -1;
-	return send_full(c->fd, c->buf, 8 * n);
+	return conn_send(c, c->buf, 8 * n);
 }
 
 static int do_block_status(struct nbd_client *c, uint16_t flags, uint64_t cookie, uint64_t off,
@@ -293,7 +293,7 @@ void nbd_transmission(struct nbd_client *c)
 		uint32_t len;
 		int r;
 
-		if (recv_full(c->fd, h, 28) || get32(h) != NBD_REQUEST_MAGIC)
+		if (conn_recv(c, h, 28) || get32(h) != NBD_REQUEST_MAGIC)
 			return;
 		flags = get16(h + 4);
 		type = get16(h + 6);
@@ -306,7 +306,7 @@ void nbd_transmission(struct nbd_client *c)
 			break;
 		case NBD_CMD_WRITE:
 			/* drain what fits, then refuse; a bigger payload ends the connection */
-			if (len > NBD_MAX_PAYLOAD || discard(c->fd, len, c->buf, NBD_IO_CHUNK)) {
+			if (len > NBD_MAX_PAYLOAD || discard(c, len, c->buf, NBD_IO_CHUNK)) {
 				error_reply(c, cookie, NBD_EPERM, "read-only export");
 				return;
 			}

@@ -7,6 +7,10 @@
  * daemon's modules are built in; the server runs in a thread.
  */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -24,12 +28,14 @@
 #include "../daemon/nbd-handshake.c"
 #include "../daemon/nbd-server.c"
 #include "../daemon/nbd-transmission.c"
+#include "../daemon/tls.c"
 #include "../daemon/log.c"
 #include "../daemon/node.c"
 #include "../daemon/openers.c"
 #include "../daemon/qmp-server.c"
 #include "../daemon/readers.c"
 #include "../daemon/store.c"
+#include "../daemon/tls-creds.c"
 #include "../daemon/view.c"
 #include "qmp-client.h"
 #include "tap.h"
@@ -113,6 +119,108 @@ static const char *ask(int fd, const char *req, char *out, size_t len)
 		return out;
 	}
 	return desc_of(line, out, len);
+}
+
+/* Send a request made from fmt, return its error desc. */
+__attribute__((format(printf, 4, 5)))
+static const char *askf(int fd, char *out, size_t len, const char *fmt, ...)
+{
+	char req[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(req, sizeof(req), fmt, ap);
+	va_end(ap);
+	return ask(fd, req, out, len);
+}
+
+#define ADD "{\"execute\": \"object-add\", \"arguments\": "
+
+/* object-add / object-del of TLS credentials, and nbd-server-start with them. */
+static void test_tls_creds(int fd, const char *nsock)
+{
+	char certs[128], cmd[256], d[1024], bad[256];
+	FILE *f;
+
+	snprintf(certs, sizeof(certs), "%s.certs", path);
+	snprintf(cmd, sizeof(cmd), "sh ../selftests/tls-certs.sh %s", certs);
+	if (system(cmd)) {
+		tap_ok(0, "tls-certs.sh made the credentials (is openssl installed?)");
+		return;
+	}
+	tap_ok(!strcmp(askf(fd, d, sizeof(d), ADD "{\"qom-type\": \"secret\", \"id\": \"s\"}}\n"),
+		       "Parameter 'qom-type' does not accept value 'secret'"), "object-add secret: %s", d);
+	tap_ok(!strcmp(askf(fd, d, sizeof(d), ADD "{\"qom-type\": \"tls-creds-x509\", \"id\": \"0t\", "
+			    "\"endpoint\": \"server\", \"dir\": \"%s/server\"}}\n", certs),
+		       "Parameter 'id' expects an identifier"), "a bad id: %s", d);
+	tap_ok(!strncmp(askf(fd, d, sizeof(d), ADD "{\"qom-type\": \"tls-creds-x509\", \"id\": \"t0\", "
+			     "\"dir\": \"%s/server\"}}\n", certs),
+			"Expected TLS credentials for a server endpoint", 46),
+	       "no endpoint (QEMU's default: client): %s", d);
+	tap_ok(!strncmp(askf(fd, d, sizeof(d), ADD "{\"qom-type\": \"tls-creds-psk\", \"id\": \"t0\", "
+			     "\"endpoint\": \"client\", \"dir\": \"%s/psk\"}}\n", certs),
+			"Expected TLS credentials for a server endpoint", 46), "endpoint client: %s", d);
+	tap_ok(!strcmp(askf(fd, d, sizeof(d), ADD "{\"qom-type\": \"tls-creds-x509\", \"id\": \"t0\", "
+			    "\"endpoint\": \"server\"}}\n"), "Missing 'dir' property value"),
+	       "no dir: %s", d);
+	tap_ok(!strcmp(askf(fd, d, sizeof(d), ADD "{\"qom-type\": \"tls-creds-x509\", \"id\": \"t0\", "
+			    "\"endpoint\": \"server\", \"dir\": \"%s/nope\"}}\n", certs),
+		       (snprintf(bad, sizeof(bad), "Unable to access credentials %s/nope/ca-cert.pem: "
+				 "No such file or directory", certs), bad)), "a dir that is not there: %s", d);
+	tap_ok(!strcmp(askf(fd, d, sizeof(d), ADD "{\"qom-type\": \"tls-creds-x509\", \"id\": \"t0\", "
+			    "\"endpoint\": \"server\", \"dir\": \"%s/server\", \"username\": \"u\"}}\n",
+			    certs), "Parameter 'username' is unexpected"), "x509 with a username: %s", d);
+	tap_ok(!strcmp(askf(fd, d, sizeof(d), ADD "{\"qom-type\": \"tls-creds-psk\", \"id\": \"t0\", "
+			    "\"endpoint\": \"server\", \"dir\": \"%s/psk\", \"username\": \"u\"}}\n", certs),
+		       "username should not be set when endpoint=server"), "psk with a username: %s", d);
+	tap_ok(!strncmp(askf(fd, d, sizeof(d), ADD "{\"qom-type\": \"tls-creds-x509\", \"id\": \"t0\", "
+			     "\"endpoint\": \"server\", \"dir\": \"%s/server\", \"priority\": \"FROB\"}}\n",
+			     certs), "Unable to set TLS session priority FROB", 39), "a bad priority: %s", d);
+	snprintf(bad, sizeof(bad), "%s/badpsk", certs);
+	mkdir(bad, 0700);
+	snprintf(bad, sizeof(bad), "%s/badpsk/keys.psk", certs);
+	f = fopen(bad, "w");
+	fputs("alice:00ff\nbob 1234\n", f);
+	fclose(f);
+	tap_ok(strstr(askf(fd, d, sizeof(d), ADD "{\"qom-type\": \"tls-creds-psk\", \"id\": \"t0\", "
+			   "\"endpoint\": \"server\", \"dir\": \"%s/badpsk\"}}\n", certs),
+		      "line 2 is not 'username:hexkey'") != NULL, "a bad keys.psk: %s", d);
+	tap_ok(!strcmp(askf(fd, d, sizeof(d), ADD "{\"qom-type\": \"tls-creds-x509\", \"id\": \"tls0\", "
+			    "\"endpoint\": \"server\", \"dir\": \"%s/server\"}}\n", certs), "(no error)"),
+	       "object-add tls-creds-x509: %s", d);
+	tap_ok(!strcmp(askf(fd, d, sizeof(d), ADD "{\"qom-type\": \"tls-creds-psk\", \"id\": \"tls0\", "
+			    "\"endpoint\": \"server\", \"dir\": \"%s/psk\"}}\n", certs),
+		       "attempt to add duplicate property 'tls0' to object (type 'container')"),
+	       "a duplicate id: %s", d);
+	tap_ok(!strcmp(askf(fd, d, sizeof(d), ADD "{\"qom-type\": \"tls-creds-psk\", \"id\": \"psk0\", "
+			    "\"endpoint\": \"server\", \"dir\": \"%s/psk\", \"verify-peer\": false}}\n",
+			    certs), "(no error)"), "object-add tls-creds-psk: %s", d);
+	tap_ok(!strncmp(askf(fd, d, sizeof(d), "{\"execute\": \"nbd-server-start\", \"arguments\": "
+			     "{\"addr\": {\"type\": \"unix\", \"path\": \"%s\"}, \"tls-creds\": \"tls0\", "
+			     "\"tls-authz\": \"authz0\"}}\n", nsock), "'tls-authz' is not supported", 28),
+	       "tls-authz: %s", d);
+	/* with TLS, TCP on any address (port 0: any free one) */
+	tap_ok(!strcmp(askf(fd, d, sizeof(d), "{\"execute\": \"nbd-server-start\", \"arguments\": "
+			    "{\"addr\": {\"type\": \"inet\", \"host\": \"0.0.0.0\", \"port\": \"0\"}, "
+			    "\"tls-creds\": \"tls0\"}}\n"), "(no error)"),
+	       "nbd-server-start on 0.0.0.0 with tls-creds: %s", d);
+	tap_ok(!strcmp(askf(fd, d, sizeof(d), "{\"execute\": \"object-del\", \"arguments\": {\"id\": \"tls0\"}}\n"),
+		       "object 'tls0' is in use, can not be deleted"), "object-del while the server uses it: %s", d);
+	tap_ok(!strcmp(askf(fd, d, sizeof(d), "{\"execute\": \"object-del\", \"arguments\": {\"id\": \"psk0\"}}\n"),
+		       "(no error)"), "object-del of unused credentials");
+	tap_ok(!strcmp(askf(fd, d, sizeof(d), "{\"execute\": \"nbd-server-stop\"}\n"), "(no error)"),
+	       "nbd-server-stop");
+	tap_ok(!strcmp(askf(fd, d, sizeof(d), "{\"execute\": \"object-del\", \"arguments\": {\"id\": \"tls0\"}}\n"),
+		       "(no error)"), "object-del once the server stopped");
+	tap_ok(!strcmp(askf(fd, d, sizeof(d), "{\"execute\": \"object-del\", \"arguments\": {\"id\": \"tls0\"}}\n"),
+		       "object 'tls0' not found"), "object-del again: %s", d);
+	tap_ok(!strncmp(askf(fd, d, sizeof(d), "{\"execute\": \"nbd-server-start\", \"arguments\": "
+			     "{\"addr\": {\"type\": \"inet\", \"host\": \"0.0.0.0\", \"port\": \"0\"}, "
+			     "\"x-allow-tcp-loopback\": true}}\n"), "NBD over TCP without TLS is only served on a loopback", 53),
+	       "0.0.0.0 without TLS: %s", d);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", certs);
+	if (system(cmd))
+		tap_diag("cannot remove %s", certs);
 }
 
 int main(void)
@@ -227,7 +335,9 @@ int main(void)
 		       "unknown addr type: %s", d);
 		snprintf(req, sizeof(req), "{\"execute\": \"nbd-server-start\", \"arguments\": {\"addr\": "
 			 "{\"type\": \"unix\", \"path\": \"%s\"}, \"tls-creds\": \"t0\"}}\n", nsock);
-		tap_ok(!strncmp(ask(fd, req, d, sizeof(d)), "TLS is not supported", 20), "tls-creds: %s", d);
+		tap_ok(!strcmp(ask(fd, req, d, sizeof(d)), "No TLS credentials with id 't0'"),
+		       "tls-creds of no object: %s", d);
+		test_tls_creds(fd, nsock);
 		tap_ok(!strncmp(ask(fd, "{\"execute\": \"nbd-server-start\", \"arguments\": {\"addr\": "
 				    "{\"type\": \"inet\", \"host\": \"127.0.0.1\", \"port\": \"0\"}}}\n",
 				    d, sizeof(d)), "NBD over TCP needs TLS", 22), "inet without the opt-in: %s", d);

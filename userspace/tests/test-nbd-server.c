@@ -6,7 +6,7 @@
  * handshake, READ, BLOCK_STATUS, EPERM for writes, and hostile input (bad
  * magic, huge lengths, unknown options, bad flags, half-closed sockets,
  * more connections than allowed), after each of which the server still
- * serves a good client.
+ * serves a good client.  TLS is test-nbd-tls's.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,13 +23,15 @@
 #include "../daemon/nbd-handshake.c"
 #include "../daemon/nbd-server.c"
 #include "../daemon/nbd-transmission.c"
+#include "../daemon/tls.c"
+#include "nbd-test-client.h"
 #include "tap.h"
 
 #define MiB (1u << 20)
 #define SIZE (4 * MiB)
 #define GRAN (64u << 10)
 
-static char dir[64], sock[128], file[128];
+static char dir[64], file[128];
 
 static const struct nbd_run runs[] = {
 	{ 0, GRAN }, { 3 * GRAN, 2 * GRAN }, { SIZE - GRAN, GRAN },
@@ -94,87 +96,6 @@ static void test_readmap(void)
 	tap_ok(nbd_exp_all_read(&x), "every dirty granule read");
 }
 
-/*
- * A hand-made client
- */
-static int conn(void)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	struct timeval tv = { .tv_sec = 5 };
-
-	strcpy(sa.sun_path, sock);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/* true if the server closed fd (EOF or reset) */
-static bool closed(int fd)
-{
-	char b[256];
-	ssize_t r;
-
-	while ((r = recv(fd, b, sizeof(b), 0)) > 0)
-		;
-	return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
-}
-
-static int hello(int fd, uint32_t flags)
-{
-	uint8_t h[18], f[4];
-
-	if (recv_full(fd, h, 18) || get64(h) != NBD_MAGIC || get64(h + 8) != NBD_IHAVEOPT)
-		return -1;
-	put32(f, flags);
-	return send_full(fd, f, 4);
-}
-
-static int send_opt(int fd, uint32_t opt, const void *data, uint32_t len)
-{
-	uint8_t h[16];
-
-	put64(h, NBD_IHAVEOPT);
-	put32(h + 8, opt);
-	put32(h + 12, len);
-	if (send_full(fd, h, 16))
-		return -1;
-	return len ? send_full(fd, data, len) : 0;
-}
-
-/* One option reply: its type; data (up to cap) into buf, its length in *len. */
-static int64_t get_rep(int fd, uint32_t opt, uint8_t *buf, uint32_t cap, uint32_t *len)
-{
-	uint8_t h[20];
-	uint32_t l;
-
-	if (recv_full(fd, h, 20) || get64(h) != NBD_REP_MAGIC || get32(h + 8) != opt)
-		return -1;
-	l = get32(h + 16);
-	if (l > cap || recv_full(fd, buf, l))
-		return -1;
-	if (len)
-		*len = l;
-	return get32(h + 12);
-}
-
-/* Replies until ACK or an error; returns the last type. */
-static int64_t drain_reps(int fd, uint32_t opt, int *count)
-{
-	uint8_t buf[8192];
-	int64_t t;
-
-	*count = 0;
-	while ((t = get_rep(fd, opt, buf, sizeof(buf), NULL)) != -1) {
-		if (t == NBD_REP_ACK || (t & 0x80000000u))
-			return t;
-		(*count)++;
-	}
-	return -1;
-}
 
 static uint32_t meta_opt(uint8_t *p, const char *exp, const char *const *q, int nq)
 {
@@ -193,16 +114,6 @@ static uint32_t meta_opt(uint8_t *p, const char *exp, const char *const *q, int 
 		n += 4 + l;
 	}
 	return n;
-}
-
-static uint32_t go_opt(uint8_t *p, const char *exp)
-{
-	uint32_t l = (uint32_t)strlen(exp);
-
-	put32(p, l);
-	memcpy(p + 4, exp, l);
-	put16(p + 4 + l, 0);
-	return l + 6;
 }
 
 /* A good client to GO, with structured replies and both contexts set. */
@@ -283,15 +194,6 @@ static int reply(int fd, uint64_t cookie, uint8_t *buf, uint64_t base, uint32_t 
 	}
 }
 
-static int connections(void)
-{
-	int n;
-
-	pthread_mutex_lock(&S.mu);
-	n = S.nclients;
-	pthread_mutex_unlock(&S.mu);
-	return n;
-}
 
 static struct nbd_exp ex;
 static uint8_t *data;
@@ -552,10 +454,7 @@ static void test_server(void)
 	tap_ok(closed(fd) && !nbd_server_running() && access(sock, F_OK) != 0,
 	       "stop closes connections and removes the socket");
 	close(fd);
-	close(ex.fd);
-	free(ex.readmap);
 	free(rb);
-	free(data);
 }
 
 int main(void)
@@ -570,6 +469,9 @@ int main(void)
 	test_meta();
 	test_readmap();
 	test_server();
+	close(ex.fd);
+	free(ex.readmap);
+	free(data);
 	unlink(file);
 	rmdir(dir);
 	return tap_done();
