@@ -168,9 +168,9 @@ const struct cli_cmd cli_cmds[] = {
 	  "start bsyncd's NBD server, for pull-mode backups",
 	  "Listens for NBD clients (nbdinfo, nbdcopy, qemu-img, libnbd, backup\n"
 	  "software that pulls from QEMU) on the Unix socket SOCKET, made mode 0600.\n"
-	  "TCP needs TLS, which bsyncd does not do yet: --tcp serves a loopback\n"
-	  "address only (127.0.0.1, ::1), and only with --insecure-loopback, as any\n"
-	  "local user can then read the exports.\n"
+	  "Without TLS, --tcp serves a loopback address only (127.0.0.1, ::1), and\n"
+	  "only with --insecure-loopback, as any local user can then read the\n"
+	  "exports; for TLS use bsyncd's QMP (object-add, nbd-server-start tls-creds).\n"
 	  "\n"
 	  "Options:\n"
 	  "  --tcp HOST:PORT       listen on TCP instead ([::1]:PORT for IPv6)\n"
