@@ -77,9 +77,9 @@ expect_eq "NBD server not running" \
 	"$(q_err block-export-add "{\"type\": \"nbd\", \"id\": \"e0\", \"node-name\": \"$node\"}")" \
 	"block-export-add without a server"
 expect_eq "NBD server not running" "$(q_err nbd-server-stop)" "nbd-server-stop without a server"
-q_err nbd-server-start "{\"addr\": {\"type\": \"unix\", \"path\": \"$nsock\"}, \"tls-creds\": \"tls0\"}" |
-	grep -q "TLS is not supported"
-ok $? "tls-creds: a clear error"
+expect_eq "No TLS credentials with id 'tls0'" \
+	"$(q_err nbd-server-start "{\"addr\": {\"type\": \"unix\", \"path\": \"$nsock\"}, \"tls-creds\": \"tls0\"}")" \
+	"tls-creds of no object (TLS: test_bsyncd_nbd_tls)"
 q_err nbd-server-start '{"addr": {"type": "inet", "host": "127.0.0.1", "port": "10809"}}' |
 	grep -q "NBD over TCP needs TLS"
 ok $? "inet without the loopback opt-in refused"
