@@ -213,7 +213,7 @@ static void test_tls(void)
 {
 	struct tls_creds_opts co = { .kind = TLS_X509, .verify_peer = true };
 	struct nbd_server_opts o = { .unix_path = sock };
-	struct tls_creds *x509, *psk;
+	struct tls_creds *x509, *psk, *noverify = NULL;
 	struct tcli t;
 	char cmd[256], path[192], err[512];
 	uint8_t buf[512];
@@ -323,6 +323,19 @@ static void test_tls(void)
 	tap_ok(tls_good(), "a good client is still served");
 	nbd_server_stop();
 
+	/* verify-peer false: no client certificate asked for */
+	snprintf(path, sizeof(path), "%s/server", certs);
+	co.dir = path;
+	co.kind = TLS_X509;
+	co.verify_peer = false;
+	o.tls = noverify = tls_creds_load(&co, err, sizeof(err));
+	r = o.tls ? nbd_server_start(&o, err, sizeof(err)) : -1;
+	nbd_server_add(&ex);
+	r = r ? r : tcli_start(&t, "client", false, true);
+	tap_ok(r == 0 && tls_read(&t), "verify-peer false: a client without a certificate reads");
+	tcli_end(&t);
+	nbd_server_stop();
+
 	/* PSK */
 	o.tls = psk;
 	r = nbd_server_start(&o, err, sizeof(err));
@@ -365,6 +378,7 @@ static void test_tls(void)
 out:
 	tls_creds_free(x509);
 	tls_creds_free(psk);
+	tls_creds_free(noverify);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", certs);
 	if (system(cmd))
 		tap_diag("cannot remove %s", certs);
