@@ -312,6 +312,10 @@ int cmd_backup(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 		json_object_object_add(args, "auto-finalize", json_object_new_boolean(false));
 	if (o.no_auto_dismiss)
 		json_object_object_add(args, "auto-dismiss", json_object_new_boolean(false));
+	if (f.reason) {	/* the daemon tells its clients too (BSYNC_BACKUP_FALLBACK) */
+		json_object_object_add(args, "x-fallback-reason", json_object_new_string(f.reason));
+		json_object_object_add(args, "x-fallback-detail", json_object_new_string(f.detail));
+	}
 
 	r = conn_exec(c, "drive-backup", args, &ret);
 	if (r)

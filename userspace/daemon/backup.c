@@ -572,6 +572,27 @@ bad:
 	return NULL;
 }
 
+/*
+ * The job is a full backup taken instead of an incremental: a monitoring
+ * client learns why from the daemon, as from the CLI that asked.  Sent
+ * once the job exists, before it runs, so it precedes the job's end.
+ */
+static void fallback_event(const char *id, const struct backup_args *a)
+{
+	json_object *d = json_object_new_object();
+
+	json_object_object_add(d, "id", json_object_new_string(id));
+	json_object_object_add(d, "device", json_object_new_string(a->device));
+	json_object_object_add(d, "target", json_object_new_string(a->target));
+	json_object_object_add(d, "reason", json_object_new_string(a->x_fallback_reason));
+	if (a->x_fallback_detail)
+		json_object_object_add(d, "detail", json_object_new_string(a->x_fallback_detail));
+	fprintf(stderr, "bsyncd: job %s: a full backup of %s instead of an incremental (%s)%s%s\n",
+		id, a->device, a->x_fallback_reason, a->x_fallback_detail ? ": " : "",
+		a->x_fallback_detail ? a->x_fallback_detail : "");
+	qmp_event("BSYNC_BACKUP_FALLBACK", d);
+}
+
 int backup_launch(struct backup_job *b, const struct backup_args *a, struct qerr *e)
 {
 	const char *id = a->job_id ? a->job_id : a->device;
@@ -589,6 +610,8 @@ int backup_launch(struct backup_job *b, const struct backup_args *a, struct qerr
 		id, a->sync, a->device, meter_read(&b->t0), b->t_target, b->t_store, b->t_session,
 		b->t_view, b->set.n, b->job.len, b->set.cluster, b->view.store);
 	inflight_add(id, a->target);
+	if (a->x_fallback_reason)
+		fallback_event(id, a);
 	if (job_start(&b->job, e)) {
 		inflight_remove(id);
 		return -1;

@@ -27,6 +27,8 @@ struct backup_args {
 	const char *backing_file;
 	const char *backing_fmt;
 	const char *x_store;
+	/* a full backup instead of an incremental: why (BSYNC_BACKUP_FALLBACK) */
+	const char *x_fallback_reason, *x_fallback_detail;
 	bool auto_finalize, auto_dismiss;
 	int64_t speed;
 };

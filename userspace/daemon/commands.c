@@ -42,6 +42,9 @@ static const char *const newmode_values[] = { "existing", "absolute-paths", NULL
 static const char *const format_values[] = { "qcow2", "raw", NULL };
 static const char *const onerr_values[] = { "report", "ignore", "enospc", "stop", "auto", NULL };
 static const char *const op_values[] = { "read", NULL };
+/* why bsyncctl backup --fallback full took a full backup (cmd-backup.c) */
+static const char *const fallback_values[] = { "bitmap-missing", "bitmap-inconsistent",
+	"base-missing", "base-partial", "base-damaged", "base-unreadable", "device-resized", NULL };
 static const char *const export_type_values[] = { "nbd", NULL };
 static const char *const export_del_values[] = { "safe", "hard", NULL };
 static const char *const qom_type_values[] = { "tls-creds-x509", "tls-creds-psk", NULL };
@@ -489,6 +492,8 @@ static int cmd_drive_backup(json_object *args, json_object **ret, struct qerr *e
 		.backing_file = str_arg(args, "backing-file"),
 		.backing_fmt = str_arg(args, "backing-fmt"),
 		.x_store = str_arg(args, "x-store"),
+		.x_fallback_reason = str_arg(args, "x-fallback-reason"),
+		.x_fallback_detail = str_arg(args, "x-fallback-detail"),
 		.auto_finalize = bool_arg(args, "auto-finalize", true),
 		.auto_dismiss = bool_arg(args, "auto-dismiss", true),
 		.speed = int_arg(args, "speed", 0),
@@ -497,6 +502,11 @@ static int cmd_drive_backup(json_object *args, json_object **ret, struct qerr *e
 
 	if (backup_bitmap_inconsistent(&a, e))
 		return -1;
+	/* a fall-back is a full backup taken instead of an incremental */
+	if (a.x_fallback_reason && strcmp(a.sync, "full"))
+		return qerr_set(e, "'x-fallback-reason' requires sync mode 'full', not '%s'", a.sync);
+	if (a.x_fallback_detail && !a.x_fallback_reason)
+		return qerr_set(e, "'x-fallback-detail' requires 'x-fallback-reason'");
 	if (bool_arg(args, "compress", false))
 		return qerr_set(e, "Compression is not supported for this drive %s", a.device);
 	oe = str_arg(args, "on-source-error");
@@ -621,7 +631,8 @@ static const struct command commands[] = {
 	    E("on-source-error", false, onerr_values), E("on-target-error", false, onerr_values),
 	    B("auto-finalize"), B("auto-dismiss"), SO("filter-node-name"),
 	    { "x-perf", A_OBJECT, false, NULL }, B("discard-source"),
-	    SO("backing-file"), E("backing-fmt", false, format_values), SO("x-store") } },
+	    SO("backing-file"), E("backing-fmt", false, format_values), SO("x-store"),
+	    E("x-fallback-reason", false, fallback_values), SO("x-fallback-detail") } },
 	{ "query-jobs", cmd_query_jobs, { { 0 } } },
 	{ "query-block-jobs", cmd_query_block_jobs, { { 0 } } },
 	{ "job-finalize", cmd_job_finalize, { S("id") } },

@@ -317,6 +317,16 @@ int main(void)
 			   d, sizeof(d)), "Parameter 'sync' does not accept value 'most'"), "bad enum: %s", d);
 	tap_ok(!strcmp(ask(fd, "{\"execute\": \"drive-backup\", \"arguments\": {\"device\": \"d\", \"target\": \"t\", \"sync\": \"full\", \"x\": 1}}\n",
 			   d, sizeof(d)), "Parameter 'x' is unexpected"), "unexpected argument: %s", d);
+	/* bsyncctl backup --fallback full's extension: a full backup, a known reason */
+	tap_ok(!strcmp(ask(fd, "{\"execute\": \"drive-backup\", \"arguments\": {\"device\": \"d\", \"target\": \"t\", \"sync\": \"full\", \"x-fallback-reason\": \"whim\"}}\n",
+			   d, sizeof(d)), "Parameter 'x-fallback-reason' does not accept value 'whim'"),
+	       "x-fallback-reason: an unknown reason: %s", d);
+	tap_ok(!strcmp(ask(fd, "{\"execute\": \"drive-backup\", \"arguments\": {\"device\": \"d\", \"target\": \"t\", \"sync\": \"incremental\", \"x-fallback-reason\": \"base-missing\"}}\n",
+			   d, sizeof(d)), "'x-fallback-reason' requires sync mode 'full', not 'incremental'"),
+	       "x-fallback-reason: only on a full backup: %s", d);
+	tap_ok(!strcmp(ask(fd, "{\"execute\": \"drive-backup\", \"arguments\": {\"device\": \"d\", \"target\": \"t\", \"sync\": \"full\", \"x-fallback-detail\": \"why\"}}\n",
+			   d, sizeof(d)), "'x-fallback-detail' requires 'x-fallback-reason'"),
+	       "x-fallback-detail alone: %s", d);
 	tap_ok(!strcmp(ask(fd, "{\"execute\": \"job-cancel\", \"arguments\": {\"id\": \"nope\"}}\n", d, sizeof(d)),
 		       "Job not found"), "job-cancel of an unknown job: %s", d);
 	tap_ok(!strcmp(ask(fd, "{\"execute\": \"block-job-cancel\", \"arguments\": {\"device\": \"nope\"}}\n", d, sizeof(d)),
