@@ -10,8 +10,9 @@
 # backup --fallback full, from real situations: a partial base, a missing
 # base, a missing bitmap, a grown device and a persistent bitmap damaged on
 # its metadata device while the device was down each make a full backup instead,
-# with the reason in the exit status (10), on stderr and in --json; with
-# nothing wrong it takes the incremental.
+# with the reason in the exit status (10), on stderr, in --json and in
+# bsyncd's BSYNC_BACKUP_FALLBACK event; with nothing wrong it takes the
+# incremental, and no such event comes.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/bsyncd-lib.sh"
 
@@ -31,6 +32,7 @@ cleanup() {
 	dm remove cdst-lin 2>/dev/null
 	dm remove cper-lin 2>/dev/null
 	dm remove cper-md 2>/dev/null
+	dm remove cflaky 2>/dev/null
 	rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -97,16 +99,35 @@ qemu-img compare -q -f qcow2 -F raw "$dir/dst1.qcow2" /dev/mapper/cdst &&
 	bsyncctl chain verify -q "$dir/dst1.qcow2"
 ok $? "that chain equals the device and verifies"
 
+# --- restore onto a disk that silently corrupts what it stores
+echo "0 $((size / 512)) flakey $disk1 $((3 * size / 512)) 0 1 5 corrupt_bio_byte 224 w 0 0" |
+	dm create cflaky && dm mknodes cflaky
+ok $? "a dm-flakey disk that sets byte 224 of every write to 0"
+bsyncctl restore "$dir/inc1.qcow2" /dev/mapper/cflaky >/dev/null 2>"$dir/err"
+expect_eq 11 $? "restore onto it fails: exit 11"
+grep -q "reads back other data than was written at offset [0-9]*" "$dir/err"
+ok $? "naming the offset: $(head -c 300 "$dir/err")"
+bsyncctl restore "$dir/inc1.qcow2" /dev/mapper/cflaky --no-verify >/dev/null 2>&1 &&
+	blockdev --flushbufs /dev/mapper/cflaky &&
+	! qemu-img compare -q -f qcow2 -F raw "$dir/inc1.qcow2" /dev/mapper/cflaky
+ok $? "with --no-verify it 'succeeds', and the disk holds other data (qemu-img compare)"
+dm remove cflaky
+
 # --- backup --fallback full
-# fb DESC REASON ARGS...: a --json backup with --fallback full falls back for REASON
+# fb DESC REASON ARGS...: a --json backup with --fallback full falls back for
+# REASON; a client connected meanwhile (qmp-exec) sees bsyncd's event with it
 fb() {
 	local desc=$1 reason=$2 st
 	shift 2
-	bsyncctl --json backup "$@" --fallback full --wait >"$dir/j" 2>"$dir/err"
-	st=$?
+	qmp-exec "$BSYNCD_SOCKET" --sh "$(printf '%q ' bsyncctl --json backup "$@" --fallback full --wait) \
+		>'$dir/j' 2>'$dir/err'" --until BSYNC_BACKUP_FALLBACK 5 >"$dir/ev"
+	st=$(jq -r 'select(.sh != null) | .sh' "$dir/ev")
 	expect_eq "10 $reason $reason" \
 		"$st $(jq -r 'select(.fallback) | .fallback.reason' "$dir/j") $(grep -o "no incremental ($reason)" "$dir/err" | grep -o "$reason")" \
 		"$desc: a full instead, exit 10, the reason in --json and on stderr"
+	expect_eq "$reason $1 $(jq -r 'select(.fallback) | .fallback.target' "$dir/j")" \
+		"$(jq -r 'select(.event == "BSYNC_BACKUP_FALLBACK") | .data | "\(.reason) \(.device) \(.target)"' "$dir/ev")" \
+		"$desc: and in the event BSYNC_BACKUP_FALLBACK"
 }
 fb "a partial base" base-partial csrc "$dir/fb1.qcow2" --sync incremental --bitmap b --backing inc2.qcow2
 expect_eq "1 0" "$(bsyncctl --json chain verify "$dir/fb1.qcow2" | jq -r '.images | length') $?" \
@@ -124,9 +145,10 @@ fb "a grown device" device-resized csrc "$dir/fb4.qcow2" --sync incremental --bi
 grep -q "is 32 MiB, its base image .*fb3.qcow2 was 16 MiB" "$dir/err"
 ok $? "the sizes are told: $(head -c 300 "$dir/err")"
 qemu-io -f raw -t none -c "write -P 0x55 20M 64k" /dev/mapper/csrc >/dev/null &&
-	bsyncctl backup csrc "$dir/fb5.qcow2" --sync incremental --bitmap b --backing fb4.qcow2 --fallback full --wait \
-		>/dev/null
-ok $? "nothing wrong: the incremental is taken (exit 0)"
+	qmp-exec "$BSYNCD_SOCKET" --sh "bsyncctl backup csrc '$dir/fb5.qcow2' --sync incremental --bitmap b \
+		--backing fb4.qcow2 --fallback full --wait >/dev/null" --until BLOCK_JOB_COMPLETED 5 >"$dir/ev"
+expect_eq "0 0" "$(jq -r 'select(.sh != null) | .sh' "$dir/ev") $(grep -c BSYNC_BACKUP_FALLBACK "$dir/ev")" \
+	"nothing wrong: the incremental is taken (exit 0), no fall-back event"
 expect_eq "65536 2" "$(bsyncctl --json chain verify "$dir/fb5.qcow2" | jq -r '"\(.images[0]."data-bytes") \(.images | length)"')" \
 	"it holds the 64 KiB written, over the full"
 qemu-img compare -q -f qcow2 -F raw "$dir/fb5.qcow2" /dev/mapper/csrc

@@ -44,6 +44,7 @@ enum {
 	EXIT_CHAIN_PARTIAL = 8,	/* a partial (failed) image where it cannot be */
 	EXIT_CHAIN_SIZE = 9,	/* the images' virtual sizes disagree */
 	EXIT_FELL_BACK = 10,	/* backup --fallback full: a full backup was taken instead */
+	EXIT_RESTORE_MISMATCH = 11,	/* restore: the destination read back other data */
 };
 
 #define BSYNCCTL_VERSION "0.1.0"

@@ -141,15 +141,9 @@ int cmd_chain_merge(struct cli *c, const struct cli_cmd *cmd, int argc, char **a
 	if (r)
 		return r;
 	cli_set_what(c, "chain merge");
-	r = verify_cli(c, pos[0], &v, true);
+	r = verify_or_refuse(c, pos[0], &v, true, ": nothing was merged");
 	if (r)
 		return r;
-	r = v.status;
-	if (r) {
-		print_problems(c, &v);
-		cli_error(c, "%s: the chain of %s is not valid: nothing was merged", c->what, pos[0]);
-		goto out;
-	}
 	r = EXIT_FAILED;
 	if (v.n < 2) {
 		cli_error(c, "%s: %s is a full backup: nothing to merge", c->what, pos[0]);

@@ -228,7 +228,7 @@ static int verify_chain(const char *tip, struct verify *v, bool as_base)
 }
 
 /* verify_chain() for a command: 0, or EXIT_FAILED with the error printed. */
-int verify_cli(struct cli *c, const char *tip, struct verify *v, bool as_base)
+static int verify_cli(struct cli *c, const char *tip, struct verify *v, bool as_base)
 {
 	if (!verify_chain(tip, v, as_base))
 		return 0;
@@ -293,7 +293,7 @@ static json_object *verify_json(const struct verify *v, const char *tip)
 }
 
 /* Each problem on stderr: "bsyncctl: <what>: PATH: problem; hint". */
-void print_problems(struct cli *c, const struct verify *v)
+static void print_problems(struct cli *c, const struct verify *v)
 {
 	for (size_t i = 0; i < v->n; i++) {
 		const struct link *l = &v->links[i];
@@ -302,6 +302,22 @@ void print_problems(struct cli *c, const struct verify *v)
 			cli_error(c, "%s: %s: %s%s%s", c->what, l->path, l->problem,
 				  l->hint[0] ? "; " : "", l->hint);
 	}
+}
+
+int verify_or_refuse(struct cli *c, const char *tip, struct verify *v, bool as_base,
+		     const char *refusal)
+{
+	int r = verify_cli(c, tip, v, as_base);
+
+	if (r)
+		return r;
+	if (!v->status)
+		return 0;
+	print_problems(c, v);
+	cli_error(c, "%s: the chain of %s is not valid%s", c->what, tip, refusal);
+	r = v->status;
+	verify_free(v);
+	return r;
 }
 
 static void print_table(struct cli *c, const struct verify *v)

@@ -41,15 +41,17 @@ struct verify {
 /* What restore and merge read of a chain at a time. */
 #define CHAIN_CHUNK (1u << 20)
 
+/* Free what verify_or_refuse() filled in. */
+void verify_free(struct verify *v);
+
 /*
  * Open and check the chain of tip into v (as chain verify does, see
- * verify_chain() in cmd-chain.c); 0, v->status telling the first problem,
- * or EXIT_FAILED with the error printed.  v is to be freed with
- * verify_free() after 0.
+ * verify_chain() in cmd-chain.c); when it is not valid, each problem printed and
+ * "<what>: the chain of TIP is not valid<refusal>" (refusal says what was
+ * not done): the commands that act only on a valid chain start with it.
+ * 0 with v to be freed, else the exit status (v freed).
  */
-int verify_cli(struct cli *c, const char *tip, struct verify *v, bool as_base);
-void verify_free(struct verify *v);
-/* Each problem on stderr: "bsyncctl: <what>: PATH: problem; hint". */
-void print_problems(struct cli *c, const struct verify *v);
+int verify_or_refuse(struct cli *c, const char *tip, struct verify *v, bool as_base,
+		     const char *refusal);
 
 #endif

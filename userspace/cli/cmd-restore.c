@@ -3,9 +3,12 @@
  * bsyncctl restore: a backup chain's point in time written onto a new file
  * (sparse) or a block device (zeroes by BLKZEROOUT), read with the
  * library's qcow2 reader; the daemon is not asked.  Restore refuses a chain
- * that is not valid (cmd-chain.c), before writing anything.  Written onto a
- * bsync device, it reports what became of the device's bitmaps, which
- * decides whether the next backup can be incremental.
+ * that is not valid (cmd-chain.c), before writing anything.  Each chunk
+ * written is read back from the destination (not from the page cache) and
+ * compared, unless --no-verify: a disk that stores other data than it was
+ * given fails the restore, at the offset.  Written onto a bsync device, it
+ * reports what became of the device's bitmaps, which decides whether the
+ * next backup can be incremental.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +31,9 @@
 struct dest {
 	const char *path;
 	int fd;
+	int rfd;		/* read back: O_DIRECT, or -1 (rbfd after a flush) */
+	int rbfd;		/* read back, buffered: when O_DIRECT is refused */
+	bool verify;
 	bool created;		/* a new file: reads as zeroes, unlinked on failure */
 	bool blockdev;
 	uint64_t size;
@@ -53,6 +59,20 @@ static void dm_name_of(const struct stat *st, struct dest *d)
 	fclose(f);
 }
 
+/* The read-back descriptors (d->verify): O_DIRECT if the destination takes it. */
+static int open_read_back(struct cli *c, struct dest *d)
+{
+	if (!d->verify)
+		return 0;
+	d->rfd = open(d->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	d->rbfd = open(d->path, O_RDONLY | O_CLOEXEC);
+	if (d->rbfd >= 0)
+		return 0;
+	cli_error(c, "%s: cannot open %s to read back what is written: %s ('--no-verify' "
+		  "restores without reading back)", c->what, d->path, strerror(errno));
+	return EXIT_FAILED;
+}
+
 static int open_dest(struct cli *c, struct dest *d, uint64_t need)
 {
 	struct stat st;
@@ -75,7 +95,7 @@ static int open_dest(struct cli *c, struct dest *d, uint64_t need)
 				  (unsigned long long)need, strerror(errno));
 			return EXIT_FAILED;
 		}
-		return 0;
+		return open_read_back(c, d);
 	}
 	if (!S_ISBLK(st.st_mode)) {
 		cli_error(c, "%s: %s exists: restore writes a new file or a block device; "
@@ -117,7 +137,7 @@ static int open_dest(struct cli *c, struct dest *d, uint64_t need)
 			dmctl_table_free(&t);
 		}
 	}
-	return 0;
+	return open_read_back(c, d);
 }
 
 static int write_all(int fd, const uint8_t *p, uint64_t len, uint64_t off)
@@ -235,6 +255,7 @@ static void restore_report(struct cli *c, const struct verify *v, const struct d
 		json_object_object_add(o, "size", json_object_new_int64((int64_t)v->links[0].size));
 		json_object_object_add(o, "written", json_object_new_int64((int64_t)written));
 		json_object_object_add(o, "sparse", json_object_new_int64((int64_t)skipped));
+		json_object_object_add(o, "verified", json_object_new_boolean(d->verify));
 		json_object_object_add(o, "bsync-device",
 				       d->bsync ? json_object_new_string(d->dm_name) : NULL);
 		if (d->bsync)
@@ -245,12 +266,74 @@ static void restore_report(struct cli *c, const struct verify *v, const struct d
 	}
 	if (c->quiet)
 		return;
-	fprintf(c->out, "restored %s (%zu image%s, %s) onto %s: %s written, %s left sparse\n",
+	fprintf(c->out, "restored %s (%zu image%s, %s) onto %s: %s written, %s left sparse, %s\n",
 		v->links[0].path, v->n, v->n > 1 ? "s" : "",
 		fmt_size_c(c, v->links[0].size, sz, sizeof(sz)), d->path,
-		fmt_size_c(c, written, wr, sizeof(wr)), fmt_size_c(c, skipped, sk, sizeof(sk)));
+		fmt_size_c(c, written, wr, sizeof(wr)), fmt_size_c(c, skipped, sk, sizeof(sk)),
+		d->verify ? "all read back and compared" : "not read back (--no-verify)");
 	if (d->bsync)
 		json_object_put(bsync_bitmaps(c, d, true));
+}
+
+static int read_all(int fd, uint8_t *p, uint64_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;	/* the destination shrank under us */
+		p += n;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+/*
+ * Read back [off, off + n) of the destination as stored, not as the page
+ * cache holds it: with O_DIRECT (the kernel writes the range back first),
+ * else (a file system or length O_DIRECT refuses) after fdatasync and
+ * POSIX_FADV_DONTNEED dropped the cached pages.  0 or -errno.
+ */
+static int read_back(struct dest *d, uint8_t *rbuf, uint64_t n, uint64_t off)
+{
+	if (d->rfd >= 0) {
+		int rc = read_all(d->rfd, rbuf, n, off);
+
+		if (rc != -EINVAL)
+			return rc;
+		close(d->rfd);	/* refused after all: buffered from now on */
+		d->rfd = -1;
+	}
+	if (fdatasync(d->fd) < 0)
+		return -errno;
+	(void)posix_fadvise(d->rbfd, (off_t)off, (off_t)n, POSIX_FADV_DONTNEED);
+	return read_all(d->rbfd, rbuf, n, off);
+}
+
+/* Check the chunk just written at off: 0, or EXIT_RESTORE_MISMATCH/FAILED told. */
+static int verify_chunk(struct cli *c, struct dest *d, const uint8_t *buf, uint8_t *rbuf,
+			uint64_t n, uint64_t off)
+{
+	uint64_t i = 0;
+	int rc = read_back(d, rbuf, n, off);
+
+	if (rc) {
+		cli_error(c, "%s: reading back %s at offset %llu: %s", c->what, d->path,
+			  (unsigned long long)off, strerror(-rc));
+		return EXIT_FAILED;
+	}
+	if (!memcmp(buf, rbuf, n))
+		return 0;
+	while (buf[i] == rbuf[i])
+		i++;
+	cli_error(c, "%s: %s reads back other data than was written at offset %llu (in the %llu "
+		  "bytes written at %llu): the destination does not keep what it is given; check "
+		  "the disk (its kernel log, SMART) or restore onto another one", c->what, d->path,
+		  (unsigned long long)(off + i), (unsigned long long)n, (unsigned long long)off);
+	return EXIT_RESTORE_MISMATCH;
 }
 
 static int restore_copy(struct cli *c, struct verify *v, struct dest *d, uint64_t *written,
@@ -258,10 +341,11 @@ static int restore_copy(struct cli *c, struct verify *v, struct dest *d, uint64_
 {
 	uint64_t size = v->links[0].size;
 	uint8_t *buf = aligned_alloc(4096, CHAIN_CHUNK), *zeroes = calloc(1, CHAIN_CHUNK);
+	uint8_t *rbuf = d->verify ? aligned_alloc(4096, CHAIN_CHUNK) : NULL;
 	char err[512];
 	int r = 0;
 
-	if (!buf || !zeroes) {
+	if (!buf || !zeroes || (d->verify && !rbuf)) {
 		cli_error(c, "%s: %s", c->what, strerror(ENOMEM));
 		r = EXIT_FAILED;
 		goto out;
@@ -287,6 +371,8 @@ static int restore_copy(struct cli *c, struct verify *v, struct dest *d, uint64_
 				  (unsigned long long)off, strerror(-rc));
 			r = EXIT_FAILED;
 		}
+		if (!r && d->verify)
+			r = verify_chunk(c, d, buf, rbuf, n, off);
 		if (!d->created)
 			*written += n;
 	}
@@ -296,46 +382,60 @@ static int restore_copy(struct cli *c, struct verify *v, struct dest *d, uint64_
 	}
 out:
 	free(buf);
+	free(rbuf);
 	free(zeroes);
 	return r;
 }
 
+enum { OPT_NO_VERIFY = 1 };
+
+static int restore_opt(void *arg, int id, const char *val)
+{
+	((struct dest *)arg)->verify = false;
+	return 0;
+}
+
 int cmd_restore(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 {
+	static const struct cli_opt opts[] = {
+		{ "no-verify", 0, false, OPT_NO_VERIFY },
+		{ NULL, 0, false, 0 },
+	};
 	static const char *const names[] = { "CHAIN-TIP", "DEST" };
-	struct dest d = { .fd = -1 };
+	struct dest d = { .fd = -1, .rfd = -1, .rbfd = -1, .verify = true };
 	uint64_t written = 0, skipped = 0;
 	struct verify v;
 	char **pos;
 	int n, r;
 
-	r = cli_parse_plain(c, cmd, argc, argv, 2, 2, names, &pos, &n);
+	r = cli_parse(c, cmd, argc, argv, opts, restore_opt, &d, &pos, &n);
+	if (!r)
+		r = cli_want_args(c, cmd, n, 2, 2, names);
 	if (r)
 		return r;
 	cli_set_what(c, "restore");
 	d.path = pos[1];
-	r = verify_cli(c, pos[0], &v, false);
+	r = verify_or_refuse(c, pos[0], &v, false,
+			     " ('bsyncctl chain verify' tells more): nothing was written");
 	if (r)
 		return r;
-	r = v.status;
-	if (r) {
-		print_problems(c, &v);
-		cli_error(c, "%s: the chain of %s is not valid ('bsyncctl chain verify' tells more): "
-			  "nothing was written", c->what, pos[0]);
-		goto out;
-	}
 	r = open_dest(c, &d, v.links[0].size);
 	if (!r)
 		r = restore_copy(c, &v, &d, &written, &skipped);
 	if (r && d.created) {
 		unlink(d.path);
 		cli_error(c, "%s: %s removed: it was not restored whole", c->what, d.path);
+	} else if (r == EXIT_RESTORE_MISMATCH) {
+		cli_error(c, "%s: %s was not restored whole", c->what, d.path);
 	}
 	if (!r)
 		restore_report(c, &v, &d, written, skipped);
-out:
 	if (d.fd >= 0)
 		close(d.fd);
+	if (d.rfd >= 0)
+		close(d.rfd);
+	if (d.rbfd >= 0)
+		close(d.rbfd);
 	verify_free(&v);
 	return r;
 }

@@ -254,7 +254,7 @@ const struct cli_cmd cli_cmds[] = {
 	  "Exit status: as 'chain verify' when the chain is not valid; 1 when the\n"
 	  "merge failed (the chain is as it was).\n",
 	  cmd_chain_merge },
-	{ "restore", NULL, "CHAIN-TIP DEST",
+	{ "restore", NULL, "CHAIN-TIP DEST [--no-verify]",
 	  "write the image a backup chain describes onto a file or block device",
 	  "Verifies the chain as 'chain verify' does and, when it is valid, writes\n"
 	  "the image it describes onto DEST: a new file (made sparse: what reads as\n"
@@ -265,10 +265,16 @@ const struct cli_cmd cli_cmds[] = {
 	  "is written through it, so its recording bitmaps mark the whole device\n"
 	  "dirty and their next incremental copies all of it; a bitmap that was\n"
 	  "not recording (or is inconsistent) is named: clear it and take a full\n"
-	  "backup before using it again.\n"
+	  "backup before using it again. Each chunk written is read back from DEST\n"
+	  "(O_DIRECT, or after a flush that drops it from the page cache) and\n"
+	  "compared: a destination that keeps other data than it was given stops\n"
+	  "the restore, naming the offset.\n"
+	  "\n"
+	  "  --no-verify   do not read back (half the I/O; a trusted destination)\n"
 	  "\n"
 	  "Exit status: as 'chain verify' when the chain is not valid (nothing is\n"
-	  "written); 1 when DEST cannot be written.\n",
+	  "written); 11 when DEST read back other data than was written; 1 when\n"
+	  "DEST cannot be written.\n",
 	  cmd_restore },
 };
 

@@ -281,6 +281,20 @@ static void test_qemu_chain(void)
 	tap_ok(stat(dest, &st) == 0 && (uint64_t)st.st_blocks * 512 <= (3u << 20) + (192u << 10) &&
 	       strstr(out_buf, "left sparse"),
 	       "the new file is sparse (%llu of 5 MiB allocated)", (unsigned long long)st.st_blocks * 512);
+	tap_ok(strstr(out_buf, "all read back and compared") != NULL, "and read back: %s", out_buf);
+	{
+		const char *nv[] = { "restore", tip, dest, "--no-verify", NULL };
+		json_object *doc = NULL, *x;
+
+		unlink(dest);
+		r = run(true, nv);
+		doc = json_tokener_parse(out_buf);
+		tap_ok(r == 0 && doc && json_object_object_get_ex(doc, "verified", &x) &&
+		       !json_object_get_boolean(x) &&
+		       tq_run("qemu-img compare -q -f qcow2 -F raw '%s' '%s'", tip, dest) == 0,
+		       "--no-verify: restored equal, \"verified\": false (exit %d)", r);
+		json_object_put(doc);
+	}
 	tq_run("rm -f '%s'/q*.qcow2 '%s'", tq_dir, dest);
 
 	/* a raw base, as --backing-fmt raw makes */
