@@ -123,6 +123,8 @@ int qcow2_write_cluster(struct qcow2_image *img, uint64_t off,
 			if (m > room)
 				m = (size_t)room;
 			rc = write_direct_from(img, p, m, t, c % l2e);
+			if (rc == 0)
+				rc = qcow2_sums_add(img, off, p, m);
 			if (rc < 0)
 				break;
 			if (rc == 0) {
@@ -134,6 +136,8 @@ int qcow2_write_cluster(struct qcow2_image *img, uint64_t off,
 			rc = 0;
 		}
 		rc = qcow2_append_cluster(img, p, n, &host);
+		if (!rc)
+			rc = qcow2_sums_add(img, off, p, n);
 		if (rc)
 			break;
 		t[c % l2e] = htobe64(host | QCOW2_OFLAG_COPIED);
@@ -291,6 +295,11 @@ static int map_pieces(struct qcow2_image *img, const struct qcow2_piece *pc, siz
 			if (!sparse_zero(pc[i].zero, k)) {
 				e = host | QCOW2_OFLAG_COPIED;
 				host += img->cs;
+				rc = qcow2_sums_add(img, c << img->cluster_bits,
+						    (const uint8_t *)pc[i].buf + (k << img->cluster_bits),
+						    img->cs);
+				if (rc)
+					return rc;
 			}
 			t[c % l2e] = htobe64(e);
 		}

@@ -8,6 +8,7 @@
  *   qcow2-io.c        the file I/O: append buffer, O_DIRECT, whole reads
  *   qcow2-refcount.c  the refcount structures, generated at close
  *   qcow2-partial.c   the partial-backup record
+ *   qcow2-sums.c      the per-cluster checksum record (qcow2-sums.h)
  *   qcow2-read.c      the reader and checker, and chains (qcow2-read.h)
  */
 #ifndef BSYNC_QCOW2_INTERNAL_H
@@ -106,6 +107,7 @@ struct qcow2_image {
 	size_t nholes;
 
 	char *partial;			/* partial-backup record, or NULL */
+	struct qcow2_sums_writer *sums;	/* checksum record, or NULL */
 };
 
 static inline uint16_t q_get16(const uint8_t *p)
@@ -267,5 +269,19 @@ int qcow2_put_partial_record(int fd, uint32_t cs, uint8_t *hdr, const char *text
 int qcow2_walk_extensions(const uint8_t *h, uint32_t cs,
 			  void (*visit)(void *arg, uint32_t type, const uint8_t *data, uint32_t len),
 			  void *arg);
+
+/* qcow2-sums.c */
+
+/* Record the checksums of the data clusters [off, off + len) from p (no-op without a record). */
+int qcow2_sums_add(struct qcow2_image *img, uint64_t off, const uint8_t *p, uint64_t len);
+
+/*
+ * Write the record out with its header: state complete or not, the
+ * count, the image's file size (final: call after the refcounts), fsync.
+ */
+int qcow2_sums_finish(struct qcow2_image *img, bool complete);
+
+/* Let the record go (remove: delete its file too). */
+void qcow2_sums_close(struct qcow2_image *img, bool remove);
 
 #endif

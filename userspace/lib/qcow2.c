@@ -19,7 +19,8 @@
  *           (qcow2-refcount.c)
  *
  * Opening an image qemu-img made is qcow2-open.c; the partial-backup
- * record, qcow2-partial.c.
+ * record, qcow2-partial.c; the checksum record beside the image,
+ * qcow2-sums.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -72,6 +73,7 @@ void qcow2_image_free(struct qcow2_image *img)
 {
 	if (!img)
 		return;
+	qcow2_sums_close(img, false);
 	qcow2_l2_cache_free(img);
 	free(img->l1);
 	free(img->abuf);
@@ -343,6 +345,9 @@ static int finish(struct qcow2_image *img, bool complete)
 		rc = qcow2_write_refcounts(img, &rt_off, &rt_clusters);
 	if (!rc)
 		rc = sync_fd(img);
+	/* the checksums are durable before the image is marked complete */
+	if (!rc)
+		rc = qcow2_sums_finish(img, complete);
 	if (rc)
 		return rc;
 	/* the record is durable before the image is marked complete */
@@ -408,5 +413,6 @@ void qcow2_abort_and_unlink(struct qcow2_image *img)
 	qcow2_close_direct(img);
 	close(img->fd);
 	unlink(img->path);
+	qcow2_sums_close(img, true);
 	qcow2_image_free(img);
 }
