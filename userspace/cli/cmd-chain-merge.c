@@ -7,6 +7,9 @@
  * flushed, the one step that changes the chain; then full is deleted
  * unless --keep.  A kill at any moment leaves a valid chain that reads the
  * same; a leftover .merging file stops the next merge until deleted.
+ * The merged image gets a checksum record of its own (qcow2-sums.h),
+ * renamed into place after it; inc1's old record goes first, so that a
+ * kill between never leaves inc1 beside another image's record.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +22,7 @@
 #include "bsyncctl.h"
 #include "cmd-chain.h"
 #include "qcow2-read.h"
+#include "qcow2-sums.h"
 #include "qcow2.h"
 
 /* fsync the directory holding path: a rename or unlink in it is durable. */
@@ -58,6 +62,8 @@ static int merge_write(struct cli *c, const char *top, const char *tmp, uint64_t
 	rc = buf ? qcow2_chain_open(top, &ch, failed, sizeof(failed), err, sizeof(err)) : -ENOMEM;
 	if (!rc)
 		rc = qcow2_create(tmp, &o, &img, err, sizeof(err));
+	if (!rc)
+		rc = qcow2_enable_sums(img, err, sizeof(err));
 	for (uint64_t off = 0; !rc && off < size; off += chunk) {
 		uint64_t n = size - off < chunk ? size - off : chunk, at = 0;
 
@@ -74,10 +80,14 @@ static int merge_write(struct cli *c, const char *top, const char *tmp, uint64_t
 	}
 	if (img) {
 		int cr = qcow2_close(img, !rc, rc ? NULL : err, sizeof(err));
+		char sums[PATH_MAX + 32];
 
 		rc = rc ? rc : cr;
-		if (rc)
+		qcow2_sums_path(tmp, sums, sizeof(sums));
+		if (rc) {
 			unlink(tmp);
+			unlink(sums);
+		}
 	}
 	if (buf)
 		qcow2_chain_close(&ch);
@@ -110,6 +120,8 @@ static int merge_check(struct cli *c, const char *tmp)
 	cli_error(c, "%s: the merged image %s does not check clean, nothing replaced: %s", c->what,
 		  tmp, err);
 	unlink(tmp);
+	qcow2_sums_path(tmp, err, sizeof(err));
+	unlink(err);
 	return EXIT_FAILED;
 }
 
@@ -128,7 +140,7 @@ int cmd_chain_merge(struct cli *c, const struct cli_cmd *cmd, int argc, char **a
 		{ NULL, 0, false, 0 },
 	};
 	static const char *const names[] = { "CHAIN-TIP" };
-	char tmp[PATH_MAX + 16];
+	char tmp[PATH_MAX + 16], sums[PATH_MAX + 32], tmp_sums[PATH_MAX + 32];
 	const struct link *top, *base;
 	bool keep = false;
 	struct verify v;
@@ -167,17 +179,35 @@ int cmd_chain_merge(struct cli *c, const struct cli_cmd *cmd, int argc, char **a
 		r = merge_check(c, tmp);
 	if (r)
 		goto out;
+	qcow2_sums_path(top->path, sums, sizeof(sums));
+	qcow2_sums_path(tmp, tmp_sums, sizeof(tmp_sums));
+	if (unlink(sums) < 0 && errno != ENOENT) {
+		cli_error(c, "%s: cannot delete %s, the record of the image being replaced: %s",
+			  c->what, sums, strerror(errno));
+		unlink(tmp);
+		unlink(tmp_sums);
+		r = EXIT_FAILED;
+		goto out;
+	}
 	/* the one step that changes the chain: top's name now holds top and base merged */
 	if (rename(tmp, top->path) < 0 || sync_dir_of(top->path)) {
 		cli_error(c, "%s: cannot put %s in place of %s: %s", c->what, tmp, top->path,
 			  strerror(errno));
 		unlink(tmp);
+		unlink(tmp_sums);
 		r = EXIT_FAILED;
 		goto out;
 	}
+	if (rename(tmp_sums, sums) < 0 || sync_dir_of(sums))
+		cli_error(c, "%s: merged, but the checksum record %s could not be put in place (%s): "
+			  "%s verifies without checksums", c->what, tmp_sums, strerror(errno), top->path);
 	if (!keep && (unlink(base->path) < 0 || sync_dir_of(base->path)))
 		cli_error(c, "%s: merged, but cannot delete the old base %s (no longer in the chain): %s",
 			  c->what, base->path, strerror(errno));
+	if (!keep) {	/* the old base's record, if any, goes with it */
+		qcow2_sums_path(base->path, sums, sizeof(sums));
+		unlink(sums);
+	}
 	if (c->json) {
 		json_object *o = json_object_new_object();
 

@@ -42,8 +42,7 @@ static const char *status_name(int status)
 	}
 }
 
-__attribute__((format(printf, 3, 4)))
-static void problem(struct link *l, int status, const char *fmt, ...)
+void chain_problem(struct link *l, int status, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -81,21 +80,21 @@ static void open_failed(struct link *l, const struct link *above, int rc, const 
 {
 	if (rc == -ENOENT || rc == -ENOTDIR || rc == -ELOOP) {
 		if (above && rc != -ELOOP) {
-			problem(l, EXIT_CHAIN_BROKEN, "missing: %s names it as its backing file (%s)",
+			chain_problem(l, EXIT_CHAIN_BROKEN, "missing: %s names it as its backing file (%s)",
 				above->path, strerror(-rc));
 			snprintf(l->hint, sizeof(l->hint),
 				 "put the image back at that path; if it was moved, point the image above at it: "
 				 "qemu-img rebase -u -F qcow2 -b NEW-PATH %s", above->path);
 		} else {
-			problem(l, EXIT_CHAIN_BROKEN, "%s", err);
+			chain_problem(l, EXIT_CHAIN_BROKEN, "%s", err);
 		}
 	} else if (rc == -EINVAL || rc == -EUCLEAN) {
-		problem(l, EXIT_CHAIN_DAMAGED, "%s", err);
+		chain_problem(l, EXIT_CHAIN_DAMAGED, "%s", err);
 		snprintf(l->hint, sizeof(l->hint),
 			 "the image cannot be read: the chain above it cannot be restored; "
 			 "start a new chain with a full backup");
 	} else {
-		problem(l, EXIT_FAILED, "%s", err);
+		chain_problem(l, EXIT_FAILED, "%s", err);
 	}
 }
 
@@ -109,19 +108,19 @@ static void check_link(struct verify *v, size_t i)
 	int rc;
 
 	if (info->incomplete) {
-		problem(l, EXIT_CHAIN_DAMAGED,
+		chain_problem(l, EXIT_CHAIN_DAMAGED,
 			"marked incomplete: the backup writing it did not finish (the daemon or the host died)");
 		snprintf(l->hint, sizeof(l->hint),
 			 "delete it: its bitmap was given back, so the next backup copies what it missed");
 	} else if (info->dirty) {
-		problem(l, EXIT_CHAIN_DAMAGED, "marked dirty: its refcounts were not written back");
+		chain_problem(l, EXIT_CHAIN_DAMAGED, "marked dirty: its refcounts were not written back");
 		snprintf(l->hint, sizeof(l->hint), "qemu-img check -r all %s repairs it", l->path);
 	}
 	rc = qcow2_reader_check(r, &l->chk);
 	if (rc) {
-		problem(l, EXIT_FAILED, "cannot check: %s", qcow2_reader_errmsg(r));
+		chain_problem(l, EXIT_FAILED, "cannot check: %s", qcow2_reader_errmsg(r));
 	} else if (l->chk.corruptions) {
-		problem(l, EXIT_CHAIN_DAMAGED, "%llu error%s in its structure, the first: %s",
+		chain_problem(l, EXIT_CHAIN_DAMAGED, "%llu error%s in its structure, the first: %s",
 			(unsigned long long)l->chk.corruptions, l->chk.corruptions > 1 ? "s" : "",
 			l->chk.first);
 		snprintf(l->hint, sizeof(l->hint),
@@ -133,7 +132,7 @@ static void check_link(struct verify *v, size_t i)
 	if (i && l->size != v->links[0].size) {
 		char a[32], b[32];
 
-		problem(l, EXIT_CHAIN_SIZE,
+		chain_problem(l, EXIT_CHAIN_SIZE,
 			"virtual size %s differs from the tip's %s: the device was resized between these backups",
 			fmt_size(l->size, a, sizeof(a)), fmt_size(v->links[0].size, b, sizeof(b)));
 		snprintf(l->hint, sizeof(l->hint),
@@ -148,7 +147,7 @@ static void check_link(struct verify *v, size_t i)
 		snprintf(l->note, sizeof(l->note), "partial (job '%s' %s), a valid base: bitmap-mode always",
 			 job, result);
 	} else if (i == 0) {
-		problem(l, EXIT_CHAIN_PARTIAL,
+		chain_problem(l, EXIT_CHAIN_PARTIAL,
 			"a partial backup (job '%s' %s): it is not a point in time", job, result);
 		if (!strcmp(mode, "always"))
 			snprintf(l->hint, sizeof(l->hint),
@@ -159,7 +158,7 @@ static void check_link(struct verify *v, size_t i)
 				 "delete it (its bitmap kept what it missed); the last complete point is %s",
 				 v->n > 1 ? v->links[1].path : "none");
 	} else if (strcmp(mode, "always")) {
-		problem(l, EXIT_CHAIN_PARTIAL,
+		chain_problem(l, EXIT_CHAIN_PARTIAL,
 			"a partial backup (job '%s' %s, bitmap-mode %s) used as a link: its bitmap kept "
 			"clusters it lacks, so %s above it misses them", job, result, mode[0] ? mode : "none",
 			v->links[i - 1].path);
@@ -184,7 +183,7 @@ void verify_free(struct verify *v)
  * as_base, a tip made partial with bitmap-mode always is valid: it is no
  * point in time, but the next incremental builds on it.
  */
-static int verify_chain(const char *tip, struct verify *v, bool as_base)
+static int verify_chain(const char *tip, struct verify *v, bool as_base, bool sums)
 {
 	char err[512];
 	size_t extra;
@@ -218,8 +217,11 @@ static int verify_chain(const char *tip, struct verify *v, bool as_base)
 
 		if (l->info)
 			check_link(v, i);
+		/* only a sound image's data is read; a partial one's record covers what it holds */
+		if (l->info && sums && !l->status)
+			chain_check_sums(l, v->chain.level[i].r);
 		else if (l->raw && i && l->size != v->links[0].size)
-			problem(l, EXIT_CHAIN_SIZE, "raw base of %llu bytes, the tip has %llu",
+			chain_problem(l, EXIT_CHAIN_SIZE, "raw base of %llu bytes, the tip has %llu",
 				(unsigned long long)l->size, (unsigned long long)v->links[0].size);
 		if (l->status && !v->status)
 			v->status = l->status;
@@ -230,7 +232,7 @@ static int verify_chain(const char *tip, struct verify *v, bool as_base)
 /* verify_chain() for a command: 0, or EXIT_FAILED with the error printed. */
 static int verify_cli(struct cli *c, const char *tip, struct verify *v, bool as_base)
 {
-	if (!verify_chain(tip, v, as_base))
+	if (!verify_chain(tip, v, as_base, true))
 		return 0;
 	cli_error(c, "%s: %s", c->what, strerror(ENOMEM));
 	verify_free(v);
@@ -270,6 +272,8 @@ static json_object *link_json(const struct link *l, size_t level)
 			json_object_object_add(o, "partial-record", image_record_json(text));
 		}
 	}
+	if (i)
+		json_object_object_add(o, "checksums", chain_sums_json(l));
 	if (l->status) {
 		json_object_object_add(o, "problem", json_object_new_string(l->problem));
 		json_object_object_add(o, "hint", l->hint[0] ? json_object_new_string(l->hint) : NULL);
@@ -322,16 +326,17 @@ int verify_or_refuse(struct cli *c, const char *tip, struct verify *v, bool as_b
 
 static void print_table(struct cli *c, const struct verify *v)
 {
-	static const char *const head[] = { "LEVEL", "IMAGE", "SIZE", "DATA", "STATUS" };
+	static const char *const head[] = { "LEVEL", "IMAGE", "SIZE", "DATA", "CHECKSUMS", "STATUS" };
 	static const enum align al[] = { ALIGN_RIGHT, ALIGN_LEFT, ALIGN_RIGHT, ALIGN_RIGHT,
-					  ALIGN_LEFT };
+					  ALIGN_LEFT, ALIGN_LEFT };
 	struct table t;
 
-	table_init(&t, 5, head, al);
+	table_init(&t, 6, head, al);
 	for (size_t i = 0; i < v->n; i++) {
 		const struct link *l = &v->links[i];
-		char lvl[24], size[32] = "-", data[32] = "-", st[320];
-		const char *row[5] = { lvl, l->path, size, data, st };
+		char lvl[24], size[32] = "-", data[32] = "-", st[320], sums[48];
+		const char *row[6] = { lvl, l->path, size, data, chain_sums_text(l, sums, sizeof(sums)),
+				       st };
 
 		snprintf(lvl, sizeof(lvl), "%zu", i);
 		if (l->info || l->raw)
@@ -388,7 +393,8 @@ int chain_check_base(const char *path, uint64_t *vsize, char *detail, size_t len
 
 	*vsize = 0;
 	detail[0] = 0;
-	if (verify_chain(path, &v, true)) {
+	/* before each nightly backup: the structure only, not every data cluster */
+	if (verify_chain(path, &v, true, false)) {
 		verify_free(&v);
 		snprintf(detail, len, "%s: %s", path, strerror(ENOMEM));
 		return EXIT_FAILED;

@@ -20,6 +20,7 @@
 #include "../cli/cmd-backup.c"
 #include "../cli/cmd-bitmap.c"
 #include "../cli/cmd-chain-merge.c"
+#include "../cli/cmd-chain-sums.c"
 #include "../cli/cmd-chain.c"
 #include "../cli/cmd-device.c"
 #include "../cli/cmd-export.c"
@@ -102,6 +103,8 @@ static size_t image_count(json_object *doc)
 	return doc && json_object_object_get_ex(doc, "images", &a) ? json_object_array_length(a) : 0;
 }
 
+static bool with_sums;	/* make_level() keeps a checksum record */
+
 /*
  * One level of a chain, written by our writer: for each cluster, data
  * (40%), zero (15%) or nothing (a full image writes zero instead).
@@ -123,6 +126,8 @@ static int make_level(const char *name, const char *backing, uint64_t size, uint
 		free(buf);
 		return rc;
 	}
+	if (with_sums && qcow2_enable_sums(img, err, sizeof(err)))
+		tap_diag("sums %s: %s", name, err);
 	for (uint64_t off = 0; off < size && !rc; off += cs) {
 		uint64_t n = size - off < cs ? size - off : cs, pick = tq_below(100);
 
@@ -146,7 +151,7 @@ static int make_level(const char *name, const char *backing, uint64_t size, uint
 /* full (64K) <- inc1 (4K) <- inc2 (512 B), relative backing names. */
 static int make_chain(const char *partial1, uint64_t size1)
 {
-	tq_run("rm -f '%s'/*.qcow2", tq_dir);
+	tq_run("rm -f '%s'/*.qcow2 '%s'/*.sums", tq_dir, tq_dir);
 	return make_level("full.qcow2", NULL, SIZE, 65536, NULL, true) ||
 	       make_level("inc1.qcow2", "full.qcow2", size1, 4096, partial1, true) ||
 	       make_level("inc2.qcow2", "inc1.qcow2", SIZE, 512, NULL, true);
@@ -408,7 +413,7 @@ static void test_links(void)
 	unlink(a);
 
 	/* an unfinished image (its writer died) as a link */
-	tq_run("rm -f '%s'/*.qcow2", tq_dir);
+	tq_run("rm -f '%s'/*.qcow2 '%s'/*.sums", tq_dir, tq_dir);
 	make_level("full.qcow2", NULL, SIZE, 65536, NULL, true);
 	make_level("inc1.qcow2", "full.qcow2", SIZE, 65536, NULL, false);
 	make_level("inc2.qcow2", "inc1.qcow2", SIZE, 65536, NULL, true);
@@ -527,7 +532,7 @@ static void test_merge_kill(void)
 		pid_t pid;
 		int st;
 
-		tq_run("cd '%s' && rm -f *.qcow2 *.merging && cp pristine/*.qcow2 .", tq_dir);
+		tq_run("cd '%s' && rm -f *.qcow2 *.merging *.sums && cp pristine/*.qcow2 .", tq_dir);
 		fflush(stdout);
 		pid = fork();
 		if (pid == 0)
@@ -549,6 +554,99 @@ static void test_merge_kill(void)
 }
 
 /* Missing arguments. */
+/* The guest and host offsets of image name's first data cluster (qemu-img map's line of it). */
+static int first_data(const char *name, uint64_t *guest, uint64_t *host)
+{
+	const char *st, *of;
+
+	if (tq_run("qemu-img map -f qcow2 --output=json '%s/%s' | "
+		   "grep -m1 '\"depth\": 0, .*\"data\": true'", tq_dir, name))
+		return -1;
+	st = strstr(tq_out, "\"start\": ");
+	of = strstr(tq_out, "\"offset\": ");
+	if (!st || !of)
+		return -1;
+	*guest = strtoull(st + 9, NULL, 10);
+	*host = strtoull(of + 10, NULL, 10);
+	return 0;
+}
+
+/* Checksum records: a good chain's, a cluster changed after the backup, none, another image's. */
+static void test_sums(void)
+{
+	char tip[512], dest[512];
+	const char *w[] = { "restore", tip, dest, NULL };
+	uint64_t guest = 0, host = 0;
+	json_object *doc, *imgs, *ck, *x;
+	uint8_t b;
+	int r, fd;
+
+	tq_path(tip, sizeof(tip), "inc2.qcow2");
+	tq_path(dest, sizeof(dest), "sums.raw");
+	with_sums = true;
+	r = make_chain(NULL, SIZE);
+	with_sums = false;
+	if (!tap_ok(r == 0, "a chain of three images written with checksum records"))
+		return;
+	r = run_verify_json(tip, &doc);
+	json_object_object_get_ex(doc, "images", &imgs);
+	tap_ok(r == 0 && json_object_object_get_ex(json_object_array_get_idx(imgs, 1), "checksums", &ck) &&
+	       json_object_object_get_ex(ck, "clusters", &x) && json_object_get_int64(x) > 0 &&
+	       json_object_object_get_ex(ck, "bad", &x) && !json_object_get_int64(x),
+	       "it verifies, each image's data clusters checked against its record (exit %d)", r);
+	json_object_put(doc);
+
+	/* a byte of a data cluster of inc1 changes on the backup disk */
+	fd = open_img("inc1.qcow2");
+	r = first_data("inc1.qcow2", &guest, &host);
+	tap_ok(r == 0 && fd >= 0 && pread(fd, &b, 1, (off_t)host + 100) == 1 && (b ^= 0x40, 1) &&
+	       pwrite(fd, &b, 1, (off_t)host + 100) == 1 && tq_check(tip) == 0,
+	       "a byte of inc1's data cluster at guest offset %llu flipped: qemu-img check sees nothing",
+	       (unsigned long long)guest);
+	if (fd >= 0)
+		close(fd);
+	r = run_verify_json(tip, &doc);
+	json_object_object_get_ex(doc, "images", &imgs);
+	tap_ok(r == EXIT_CHAIN_DAMAGED &&
+	       json_object_object_get_ex(json_object_array_get_idx(imgs, 1), "checksums", &ck) &&
+	       json_object_object_get_ex(ck, "bad-offsets", &x) &&
+	       (uint64_t)json_object_get_int64(json_object_array_get_idx(x, 0)) == guest &&
+	       !strcmp(image_field(doc, 1, "status"), "damaged") &&
+	       !strcmp(image_field(doc, 0, "status"), "ok"),
+	       "chain verify: exit 6, inc1 damaged, --json names the cluster's guest offset");
+	json_object_put(doc);
+	r = run_verify(tip);
+	snprintf(dest, sizeof(dest), "at guest offset %llu", (unsigned long long)guest);
+	tap_ok(r == EXIT_CHAIN_DAMAGED && strstr(err_buf, "inc1.qcow2: 1 data cluster differs") &&
+	       strstr(err_buf, dest) && strstr(out_buf, "1 bad"),
+	       "and says it on stderr: %.300s", err_buf);
+	tq_path(dest, sizeof(dest), "sums.raw");
+	r = run(false, w);
+	tap_ok(r == EXIT_CHAIN_DAMAGED && access(dest, F_OK) && strstr(err_buf, "nothing was written"),
+	       "restore refuses the chain, writes nothing (exit %d)", r);
+
+	/* no record: as before; another image's record: named */
+	tq_run("rm '%s/inc1.qcow2.sums'", tq_dir);
+	r = run_verify(tip);
+	tap_ok(r == 0 && strstr(out_buf, "no checksums"), "without its record, inc1 verifies as before: "
+	       "\"no checksums\" (exit %d)", r);
+	tq_run("cp '%s/full.qcow2.sums' '%s/inc1.qcow2.sums'", tq_dir, tq_dir);
+	r = run_verify(tip);
+	tap_ok(r == EXIT_CHAIN_DAMAGED && strstr(err_buf, "is of another image"),
+	       "another image's record beside it: exit 6, said (%.200s)", err_buf);
+	tq_run("rm '%s/inc1.qcow2.sums'", tq_dir);
+
+	/* a merge gives the merged image a record of its own, and drops the base's */
+	with_sums = true;
+	r = make_chain(NULL, SIZE);
+	with_sums = false;
+	r = r ?: run_merge(tip);
+	tap_ok(r == 0 && !exists("full.qcow2.sums") && run_verify(tip) == 0 &&
+	       strstr(out_buf, "no checksums") == NULL,
+	       "merge: the merged inc1 has its own record, which verifies; full's is gone (exit %d)", r);
+	tq_run("rm -f '%s'/*.qcow2 '%s'/*.sums", tq_dir, tq_dir);
+}
+
 static void test_usage(void)
 {
 	const char *w1[] = { "verify", NULL };
@@ -579,6 +677,7 @@ int main(void)
 	test_partial();
 	test_merge();
 	test_merge_kill();
+	test_sums();
 	tq_cleanup();
 	return tap_done();
 }

@@ -17,6 +17,7 @@
 #include "../cli/cmd-backup.c"
 #include "../cli/cmd-bitmap.c"
 #include "../cli/cmd-chain-merge.c"
+#include "../cli/cmd-chain-sums.c"
 #include "../cli/cmd-chain.c"
 #include "../cli/cmd-device.c"
 #include "../cli/cmd-export.c"
