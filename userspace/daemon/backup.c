@@ -25,6 +25,7 @@
 #include "backup-internal.h"
 #include "copier.h"
 #include "inflight.h"
+#include "qcow2-sums.h"
 
 struct inject {
 	char device[NODE_NAME_MAX + 1];
@@ -34,10 +35,16 @@ struct inject {
 
 static const char *store_dir = "/var/lib/bsyncd";
 static struct inject *injects;
+static bool checksums = true;
 
 void backup_set_store_dir(const char *dir)
 {
 	store_dir = dir;
+}
+
+void backup_set_checksums(bool on)
+{
+	checksums = on;
 }
 
 static const char *const sync_names[] = { "full", "top", "bitmap", "none" };
@@ -366,6 +373,9 @@ static int open_target(struct backup_job *b, const struct backup_args *a, struct
 		if (r)
 			return qerr_set(e, "Could not create '%s': %s", a->target, err);
 	}
+	/* the record is optional: an image without one verifies without it */
+	if (checksums && qcow2_enable_sums(b->img, err, sizeof(err)))
+		fprintf(stderr, "bsyncd: %s: no checksum record: %s\n", a->target, err);
 	return 0;
 }
 

@@ -33,6 +33,9 @@ struct backup_args {
 	int64_t speed;
 };
 
+/* Whether images get a checksum record, IMAGE.sums (--checksums; default on). */
+void backup_set_checksums(bool on);
+
 /* Where default stores are made (--store-dir). */
 void backup_set_store_dir(const char *dir);
 

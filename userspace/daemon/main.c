@@ -25,10 +25,12 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: bsyncd [--socket PATH] [--store-dir DIR] [--verbose]\n"
+		"usage: bsyncd [--socket PATH] [--store-dir DIR] [--checksums on|off] [--verbose]\n"
 		"  --socket PATH     QMP socket (default /run/bsyncd.sock), created 0600\n"
 		"  --store-dir DIR   where copy-before-write scratch files are made\n"
 		"                    (default /var/lib/bsyncd; must not be on a protected device)\n"
+		"  --checksums on|off  keep IMAGE.sums, a CRC-32C of each data cluster, beside\n"
+		"                    each backup image, for 'bsyncctl chain verify' (default on)\n"
 		"  --verbose         log every QMP command, its failures and job state changes\n");
 }
 
@@ -92,6 +94,7 @@ int main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "store-dir", required_argument, NULL, 'd' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "checksums", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -111,6 +114,13 @@ int main(int argc, char **argv)
 			break;
 		case 'v':
 			bsyncd_verbose = true;
+			break;
+		case 'c':
+			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+				fprintf(stderr, "bsyncd: --checksums: '%s' is not on or off\n", optarg);
+				return 2;
+			}
+			backup_set_checksums(!strcmp(optarg, "on"));
 			break;
 		case 'h':
 			usage(stdout);
