@@ -2,7 +2,7 @@
 /*
  * chain verify's check of an image's data against the checksum record the
  * writer kept beside it (lib/qcow2-sums.h): every data cluster the image
- * holds is read and its CRC-32C compared with the one recorded when the
+ * holds is read and its XXH64 compared with the one recorded when the
  * backup wrote it, which catches what the structure check cannot: data
  * that changed on the backup disk after it was written.  An image without
  * a record is checked as before ("no checksums").
@@ -63,7 +63,7 @@ static int compare_clusters(struct link *l, struct qcow2_reader *r, struct qcow2
 		e = qcow2_sums_find(s, off);
 		if (e)
 			e->seen = true;
-		if (!e || e->crc != qcow2_sum_of(buf, n)) {
+		if (!e || e->hash != qcow2_sum_of(buf, n)) {
 			if (l->sums_bad < CHAIN_BAD_OFFSETS)
 				l->bad_off[l->sums_bad] = off;
 			l->sums_bad++;

@@ -29,7 +29,7 @@ static void usage(FILE *f)
 		"  --socket PATH     QMP socket (default /run/bsyncd.sock), created 0600\n"
 		"  --store-dir DIR   where copy-before-write scratch files are made\n"
 		"                    (default /var/lib/bsyncd; must not be on a protected device)\n"
-		"  --checksums on|off  keep IMAGE.sums, a CRC-32C of each data cluster, beside\n"
+		"  --checksums on|off  keep IMAGE.sums, an XXH64 hash of each data cluster, beside\n"
 		"                    each backup image, for 'bsyncctl chain verify' (default on)\n"
 		"  --verbose         log every QMP command, its failures and job state changes\n");
 }

@@ -5,7 +5,7 @@
  * written and finished by qcow2.c's close before the image is marked
  * complete, and the reader's, for chain verify.  Entries are appended in
  * write order through a buffer: one pwrite per 4096 clusters (256 MiB of
- * 64 KiB clusters), so the record costs a CRC per cluster and little I/O.
+ * 64 KiB clusters), so the record costs a hash per cluster and little I/O.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,15 +15,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "crc32c.h"
 #include "qcow2-internal.h"
 #include "qcow2-sums.h"
+#include "xxh64.h"
 
 #define SUMS_MAGIC	"BSYNCSUM"
 #define SUMS_VERSION	1
 #define SUMS_HDR_LEN	64u
 #define SUMS_ENTRY_LEN	16u
-#define SUMS_CRC32C	1
+#define SUMS_XXH64	1
 #define SUMS_BUF_ENTRIES 4096
 
 struct qcow2_sums_writer {
@@ -39,9 +39,9 @@ void qcow2_sums_path(const char *image, char *buf, size_t len)
 	snprintf(buf, len, "%s%s", image, QCOW2_SUMS_SUFFIX);
 }
 
-uint32_t qcow2_sum_of(const void *buf, size_t len)
+uint64_t qcow2_sum_of(const void *buf, size_t len)
 {
-	return crc32c(0, buf, len);
+	return xxh64(buf, len, 0);
 }
 
 static void put_header(uint8_t *h, const struct qcow2_image *img, bool complete, uint64_t n,
@@ -51,13 +51,13 @@ static void put_header(uint8_t *h, const struct qcow2_image *img, bool complete,
 	memcpy(h, SUMS_MAGIC, 8);
 	q_put32(h + 8, SUMS_VERSION);
 	q_put32(h + 12, SUMS_HDR_LEN);
-	q_put32(h + 16, SUMS_CRC32C);
+	q_put32(h + 16, SUMS_XXH64);
 	q_put32(h + 20, img->cs);
 	q_put64(h + 24, img->size);
 	q_put32(h + 32, complete);
 	q_put64(h + 40, n);
 	q_put64(h + 48, fsize);
-	q_put32(h + 56, crc32c(0, h, 56));
+	q_put64(h + 56, xxh64(h, 56, 0));
 }
 
 /* fsync the directory of path: a file made or renamed there is durable. */
@@ -153,8 +153,7 @@ int qcow2_sums_add(struct qcow2_image *img, uint64_t off, const uint8_t *p, uint
 			return img->failed;
 		e = w->buf + w->blen * SUMS_ENTRY_LEN;
 		q_put64(e, off + at);
-		q_put32(e + 8, crc32c(0, p + at, n));
-		q_put32(e + 12, 0);
+		q_put64(e + 8, xxh64(p + at, n, 0));
 		w->blen++;
 		w->n++;
 	}
@@ -234,11 +233,11 @@ int qcow2_sums_load(const char *image, struct qcow2_sums *s, char *err, size_t e
 		rc = bad(err, errlen, path, "shorter than its header");
 	else if ((rc = qcow2_pread_all(fd, h, sizeof(h), 0)))
 		qcow2_seterr(err, errlen, rc, "%s: %s", path, strerror(-rc));
-	if (!rc && (memcmp(h, SUMS_MAGIC, 8) || q_get32(h + 56) != crc32c(0, h, 56)))
+	if (!rc && (memcmp(h, SUMS_MAGIC, 8) || q_get64(h + 56) != xxh64(h, 56, 0)))
 		rc = bad(err, errlen, path, "bad magic or header checksum");
-	if (!rc && (q_get32(h + 8) != SUMS_VERSION || q_get32(h + 16) != SUMS_CRC32C))
+	if (!rc && (q_get32(h + 8) != SUMS_VERSION || q_get32(h + 16) != SUMS_XXH64))
 		rc = qcow2_seterr(err, errlen, -ENOTSUP, "%s: checksum record version %u, algorithm "
-				  "%u: this bsyncctl reads version 1, CRC-32C", path, q_get32(h + 8),
+				  "%u: this bsyncctl reads version 1, XXH64", path, q_get32(h + 8),
 				  q_get32(h + 16));
 	if (rc)
 		goto out;
@@ -265,7 +264,7 @@ int qcow2_sums_load(const char *image, struct qcow2_sums *s, char *err, size_t e
 	}
 	for (uint64_t i = 0; i < n; i++) {
 		s->e[i].off = q_get64(raw + i * SUMS_ENTRY_LEN);
-		s->e[i].crc = q_get32(raw + i * SUMS_ENTRY_LEN + 8);
+		s->e[i].hash = q_get64(raw + i * SUMS_ENTRY_LEN + 8);
 	}
 	s->n = n;
 	qsort(s->e, n, sizeof(*s->e), cmp_off);

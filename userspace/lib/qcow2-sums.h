@@ -1,20 +1,21 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The per-cluster checksum record the qcow2 writer can keep beside an
- * image: IMAGE.sums, the CRC-32C of every data cluster written into IMAGE
+ * image: IMAGE.sums, the XXH64 of every data cluster written into IMAGE
  * (guest offset -> checksum), so that "bsyncctl chain verify" can tell a
  * cluster that changed on the backup disk after it was written.
  *
  * Format (big-endian, as qcow2): a 64-byte header, then 16-byte entries in
  * the order the clusters were written.
  *   0  magic "BSYNCSUM"          8  version (1)       12 header length (64)
- *   16 algorithm (1: CRC-32C)    20 cluster size      24 virtual size (u64)
+ *   16 algorithm (1: XXH64,      20 cluster size      24 virtual size (u64)
+ *      seed 0)
  *   32 state (0: being written, 1: complete)          36 reserved
  *   40 entries (u64)             48 the image's file size when it was
  *                                   finished (u64)
- *   56 CRC-32C of bytes 0..55    60 reserved
- *   entry: guest offset (u64), CRC-32C of the cluster's bytes up to the
- *          virtual size (u32), reserved (u32).
+ *   56 XXH64 of bytes 0..55 (u64)
+ *   entry: guest offset (u64), XXH64 of the cluster's bytes up to the
+ *          virtual size (u64).
  * The record is made at the image's creation in state 0 and put in state 1,
  * with its count and the image's file size, and fsynced, before the image
  * is marked complete (qcow2.h): a complete image never has a record in
@@ -44,7 +45,7 @@ int qcow2_enable_sums(struct qcow2_image *img, char *err, size_t errlen);
 
 struct qcow2_sum {
 	uint64_t off;		/* guest offset of the cluster */
-	uint32_t crc;
+	uint64_t hash;
 	bool seen;		/* for the reader's caller: matched a cluster */
 };
 
@@ -72,6 +73,6 @@ void qcow2_sums_free(struct qcow2_sums *s);
 struct qcow2_sum *qcow2_sums_find(const struct qcow2_sums *s, uint64_t off);
 
 /* The checksum the record keeps of a cluster's len bytes. */
-uint32_t qcow2_sum_of(const void *buf, size_t len);
+uint64_t qcow2_sum_of(const void *buf, size_t len);
 
 #endif
