@@ -1,6 +1,8 @@
 #!/bin/bash
 # bsyncctl chain verify and restore on chains bsyncd wrote.  A full and an
-# incremental verify; an incremental that fails (an injected read error)
+# incremental verify, their data clusters against the checksum records
+# bsyncd kept beside them; a byte changed in a data cluster is found by
+# them where qemu-img check sees nothing.  An incremental that fails (an injected read error)
 # leaves a partial image, refused as the chain's tip and, once the next
 # incremental is chained onto it, as a link.  Restore onto a second bsync
 # device is refused while something holds the device open, then writes the
@@ -56,6 +58,22 @@ ok $? "chain verify: the chain is valid (exit 0)"
 expect_eq "ok 2 ok ok 262144" \
 	"$(jq -r '"\(.status) \(.images | length) \(.images[0].status) \(.images[1].status) \(.images[0]."data-bytes")"' "$dir/j")" \
 	"--json: two images, both ok, the incremental holds the 256 KiB written"
+expect_eq "4 0 true 0" \
+	"$(jq -r '[.images[0].checksums.clusters, .images[0].checksums.bad, .images[1].checksums.clusters >= 80, .images[1].checksums.bad] | join(" ")' "$dir/j")" \
+	"each image's data clusters match the record bsyncd kept beside it (IMAGE.sums)"
+# a byte of the full backup changes on the backup disk (a copy of the chain's base)
+mkdir "$dir/c" && cp "$dir/full.qcow2" "$dir/full.qcow2.sums" "$dir/c/" &&
+	set -- $(qemu-img map -f qcow2 --output=json "$dir/c/full.qcow2" |
+		jq -r '[.[] | select(.data)][0] | "\(.start) \(.offset)"') && guest=$1 host=$2 &&
+	printf '\x5a' | dd of="$dir/c/full.qcow2" bs=1 seek=$((host + 4000)) conv=notrunc status=none &&
+	qemu-img check -q "$dir/c/full.qcow2"
+ok $? "a byte of the data cluster at guest offset $guest flipped: qemu-img check sees nothing"
+bsyncctl --json chain verify "$dir/c/full.qcow2" >"$dir/j" 2>"$dir/err"
+expect_eq "6 damaged $guest" "$? $(jq -r '.images[0] | "\(.status) \(.checksums."bad-offsets"[0])"' "$dir/j")" \
+	"chain verify: exit 6, the image damaged, the cluster's guest offset in --json"
+grep -q "full.qcow2: 1 data cluster differs from the checksums recorded when it was written, the first at guest offset $guest" "$dir/err"
+ok $? "and on stderr: $(head -c 200 "$dir/err")"
+rm -r "$dir/c"
 
 # --- a failed incremental: its partial image is neither a tip nor a link
 qemu-io -f raw -t none -c "write -P 0x31 2M 64k" -c "write -P 0x32 6M 64k" -c "write -P 0x33 12M 64k" \
@@ -169,11 +187,15 @@ dm remove cper
 blk=$(bsync-metadata dump /dev/mapper/cper-md --json |
 	jq -r '."area-start"[.area] + (.bitmaps[] | select(.name == "p") | .offset)')
 dd if=/dev/urandom of=/dev/mapper/cper-md bs=4k seek="$blk" count=1 oflag=direct status=none
-echo "$table" | dm create cper && dm mknodes cper && bsyncd_start
-ok $? "its bits damaged while it was down, the device and bsyncd back"
+echo "$table" | dm create cper && dm mknodes cper && bsyncd_start --checksums off
+ok $? "its bits damaged while it was down, the device and bsyncd back (without checksum records)"
 fb "an inconsistent bitmap" bitmap-inconsistent cper "$dir/p1.qcow2" --sync incremental --bitmap p --backing p0.qcow2
 expect_eq "p 0 no" "$(bsyncctl bitmap list cper --bytes | awk 'NR == 2 {print $2, $4, $8}')" \
 	"the bitmap was cleared: consistent, and empty after the full"
 qemu-img compare -q -f qcow2 -F raw "$dir/p1.qcow2" /dev/mapper/cper
 ok $? "the full equals the device"
+bsyncctl chain verify "$dir/p1.qcow2" >"$dir/out"
+st=$?
+expect_eq "no 0 1" "$([ -e "$dir/p1.qcow2.sums" ] && echo yes || echo no) $st $(grep -c 'no checksums' "$dir/out")" \
+	"bsyncd --checksums off: no record; chain verify passes and says 'no checksums'"
 tap_done
