@@ -643,7 +643,7 @@ static void test_sums(void)
 	r = r ?: run_merge(tip);
 	tap_ok(r == 0 && !exists("full.qcow2.sums") && run_verify(tip) == 0 &&
 	       strstr(out_buf, "no checksums") == NULL,
-	       "merge: the merged inc1 has its own record, which verifies; full's is gone (exit %d)", r);
+	       "merge: the merged inc1 has its own record, which verifies; full's is gone (exit %d: %.300s)", r, err_buf);
 	tq_run("rm -f '%s'/*.qcow2 '%s'/*.sums", tq_dir, tq_dir);
 }
 
