@@ -151,7 +151,7 @@ static int make_level(const char *name, const char *backing, uint64_t size, uint
 /* full (64K) <- inc1 (4K) <- inc2 (512 B), relative backing names. */
 static int make_chain(const char *partial1, uint64_t size1)
 {
-	tq_run("rm -f '%s'/*.qcow2 '%s'/*.sums", tq_dir, tq_dir);
+	tq_run("rm -f '%s'/*.qcow2 '%s'/*.sums '%s'/*.merging", tq_dir, tq_dir, tq_dir);
 	return make_level("full.qcow2", NULL, SIZE, 65536, NULL, true) ||
 	       make_level("inc1.qcow2", "full.qcow2", size1, 4096, partial1, true) ||
 	       make_level("inc2.qcow2", "inc1.qcow2", SIZE, 512, NULL, true);
