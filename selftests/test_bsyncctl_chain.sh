@@ -71,8 +71,9 @@ ok $? "a byte of the data cluster at guest offset $guest flipped: qemu-img check
 bsyncctl --json chain verify "$dir/c/full.qcow2" >"$dir/j" 2>"$dir/err"
 expect_eq "6 damaged $guest" "$? $(jq -r '.images[0] | "\(.status) \(.checksums."bad-offsets"[0])"' "$dir/j")" \
 	"chain verify: exit 6, the image damaged, the cluster's guest offset in --json"
+bsyncctl chain verify -q "$dir/c/full.qcow2" 2>"$dir/err"
 grep -q "full.qcow2: 1 data cluster differs from the checksums recorded when it was written, the first at guest offset $guest" "$dir/err"
-ok $? "and on stderr: $(head -c 200 "$dir/err")"
+ok $? "and on stderr without --json: $(head -n 1 "$dir/err" | head -c 200)"
 rm -r "$dir/c"
 
 # --- a failed incremental: its partial image is neither a tip nor a link
@@ -124,7 +125,7 @@ ok $? "a dm-flakey disk that sets byte 224 of every write to 0"
 bsyncctl restore "$dir/inc1.qcow2" /dev/mapper/cflaky >/dev/null 2>"$dir/err"
 expect_eq 11 $? "restore onto it fails: exit 11"
 grep -q "reads back other data than was written at offset [0-9]*" "$dir/err"
-ok $? "naming the offset: $(head -c 300 "$dir/err")"
+ok $? "naming the offset: $(head -n 1 "$dir/err" | head -c 300)"
 bsyncctl restore "$dir/inc1.qcow2" /dev/mapper/cflaky --no-verify >/dev/null 2>&1 &&
 	blockdev --flushbufs /dev/mapper/cflaky &&
 	! qemu-img compare -q -f qcow2 -F raw "$dir/inc1.qcow2" /dev/mapper/cflaky
