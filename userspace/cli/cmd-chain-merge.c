@@ -25,25 +25,6 @@
 #include "qcow2-sums.h"
 #include "qcow2.h"
 
-/* fsync the directory holding path: a rename or unlink in it is durable. */
-static int sync_dir_of(const char *path)
-{
-	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
-	int fd, r = 0;
-
-	if (!slash)
-		snprintf(dir, sizeof(dir), ".");
-	else
-		snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) < 0)
-		r = -errno;
-	if (fd >= 0)
-		close(fd);
-	return r;
-}
-
 /*
  * Write the image top's chain describes into the new standalone image tmp
  * (top's cluster size): what reads as zeroes stays unallocated.  0 or an
@@ -190,7 +171,7 @@ int cmd_chain_merge(struct cli *c, const struct cli_cmd *cmd, int argc, char **a
 		goto out;
 	}
 	/* the one step that changes the chain: top's name now holds top and base merged */
-	if (rename(tmp, top->path) < 0 || sync_dir_of(top->path)) {
+	if (rename(tmp, top->path) < 0 || qcow2_sync_dir(top->path)) {
 		cli_error(c, "%s: cannot put %s in place of %s: %s", c->what, tmp, top->path,
 			  strerror(errno));
 		unlink(tmp);
@@ -198,10 +179,10 @@ int cmd_chain_merge(struct cli *c, const struct cli_cmd *cmd, int argc, char **a
 		r = EXIT_FAILED;
 		goto out;
 	}
-	if (rename(tmp_sums, sums) < 0 || sync_dir_of(sums))
+	if (rename(tmp_sums, sums) < 0 || qcow2_sync_dir(sums))
 		cli_error(c, "%s: merged, but the checksum record %s could not be put in place (%s): "
 			  "%s verifies without checksums", c->what, tmp_sums, strerror(errno), top->path);
-	if (!keep && (unlink(base->path) < 0 || sync_dir_of(base->path)))
+	if (!keep && (unlink(base->path) < 0 || qcow2_sync_dir(base->path)))
 		cli_error(c, "%s: merged, but cannot delete the old base %s (no longer in the chain): %s",
 			  c->what, base->path, strerror(errno));
 	if (!keep) {	/* the old base's record, if any, goes with it */

@@ -60,8 +60,7 @@ static void put_header(uint8_t *h, const struct qcow2_image *img, bool complete,
 	q_put64(h + 56, xxh64(h, 56, 0));
 }
 
-/* fsync the directory of path: a file made or renamed there is durable. */
-static int sync_dir(const char *path)
+int qcow2_sync_dir(const char *path)
 {
 	char dir[4096];
 	const char *slash = strrchr(path, '/');
@@ -182,7 +181,7 @@ int qcow2_sums_finish(struct qcow2_image *img, bool complete)
 	if (!rc && fsync(w->fd) < 0)
 		rc = -errno;
 	if (!rc)
-		rc = sync_dir(w->path);
+		rc = qcow2_sync_dir(w->path);
 	return rc ? qcow2_fail(img, rc, "finishing the checksum record") : 0;
 }
 

@@ -60,6 +60,11 @@ struct qcow2_sums {
 
 /* The record's path for image (buf of len bytes). */
 void qcow2_sums_path(const char *image, char *buf, size_t len);
+/*
+ * fsync the directory of path, so that a file made, renamed or unlinked
+ * there is durable (the record's commit; chain merge's renames).
+ */
+int qcow2_sync_dir(const char *path);
 
 /*
  * Load image's record: 1 loaded into *s (free with qcow2_sums_free()), 0 if
