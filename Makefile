@@ -65,12 +65,13 @@ $(TOOLS)/.stamp: $(KSRC_TAR)
 selftests: tools userspace
 	$(MAKE) -C selftests KSFT_DIR=$(TOP)/$(TOOLS)/tools/testing/selftests
 
-# The build, lint and the unit tests' sanitizer build take a job per core,
-# in one make so that they share the cores to the end. The PREEMPT_RT
-# module is left to check-rt, the lane that boots it.
+# Only what the guests need is built before they boot, a job per core; lint
+# and the unit tests' sanitizer build run in run-tests' host lane beside
+# the guests, which leave part of the cores idle. The PREEMPT_RT module is
+# left to check-rt, the lane that boots it.
 JOBS ?= $(shell nproc)
 check:
-	$(MAKE) -j$(JOBS) test-build lint unit-build RT_KVER=
+	$(MAKE) -j$(JOBS) test-build RT_KVER=
 	scripts/run-tests
 
 .PHONY: unit-build
