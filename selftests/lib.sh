@@ -10,8 +10,12 @@ _tap_failed=0
 # jq 1.6 compiles its library of builtins at every start, which makes each
 # call several times slower than gojq's in a TCG guest; the tests only read
 # values out of JSON, which both do alike. BSYNC_JQ=jq keeps jq.
+# _jq_unbuffered: the flag a jq that answers questions on a pipe needs
+# (gojq writes each answer at once; it has no such flag).
+_jq_unbuffered=--unbuffered
 if [ "${BSYNC_JQ:-gojq}" = gojq ] && command -v gojq >/dev/null; then
 	jq() { gojq "$@"; }
+	_jq_unbuffered=
 fi
 
 ok() { # cond-status description...
