@@ -39,6 +39,13 @@ struct nbd_client {
 	uint8_t *opt;				/* the option's data (handshake only) */
 	uint8_t rep[NBD_MAX_NAME + 64];		/* a reply's data (handshake only) */
 	uint8_t *buf;				/* READ pieces, BLOCK_STATUS payloads */
+	/*
+	 * READ data goes view -> pipe -> socket with splice() (page references,
+	 * no copy) on a connection in the clear; -1 until the first READ makes
+	 * it, and for TLS (GnuTLS encrypts from a buffer) or if it cannot be made.
+	 */
+	int pipe[2];
+	bool no_splice;
 	uint32_t (*ext)[2];
 	struct nbd_client *next;
 };

@@ -189,6 +189,10 @@ static void *client_thread(void *arg)
 			break;
 		}
 	close(c->fd);
+	if (c->pipe[0] >= 0) {
+		close(c->pipe[0]);
+		close(c->pipe[1]);
+	}
 	S.nclients--;
 	pthread_cond_broadcast(&S.cond);
 	pthread_mutex_unlock(&S.mu);
@@ -219,6 +223,7 @@ static void accept_one(void)
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));	/* fails on Unix sockets */
 	c->fd = fd;
+	c->pipe[0] = c->pipe[1] = -1;
 	c->tls_creds = S.tls;
 	pthread_attr_init(&a);
 	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);

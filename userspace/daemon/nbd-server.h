@@ -97,6 +97,8 @@
 #define NBD_MAX_EXTENTS		16384		/* descriptors in one BLOCK_STATUS chunk */
 #define NBD_MAX_NAME		4096		/* export and context names */
 #define NBD_IO_CHUNK		(256u << 10)	/* READ data is sent in pieces this big */
+/* a connection's splice pipe: a piece at any offset (one page more) fits */
+#define NBD_PIPE_SIZE		(4 * NBD_IO_CHUNK)
 /* a connection's buffer: a READ piece, a BLOCK_STATUS payload, a name */
 #define NBD_BUF_SIZE		(NBD_IO_CHUNK > 8 * NBD_MAX_EXTENTS ? NBD_IO_CHUNK : 8 * NBD_MAX_EXTENTS)
 #define NBD_HANDSHAKE_TIMEOUT_S	10		/* each read of the handshake */

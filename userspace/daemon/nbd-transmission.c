@@ -10,6 +10,7 @@
  * The export is read-only and already frozen, so nothing here takes a
  * lock; the read map's bits are set atomically.
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -119,13 +120,18 @@ static int discard(struct nbd_client *c, uint64_t n, uint8_t *buf, size_t cap)
 	return 0;
 }
 
+static void simple_header(uint8_t *h, uint64_t cookie, uint32_t err)
+{
+	put32(h, NBD_SIMPLE_REPLY_MAGIC);
+	put32(h + 4, err);
+	put64(h + 8, cookie);
+}
+
 static int simple_reply(struct nbd_client *c, uint64_t cookie, uint32_t err)
 {
 	uint8_t h[16];
 
-	put32(h, NBD_SIMPLE_REPLY_MAGIC);
-	put32(h + 4, err);
-	put64(h + 8, cookie);
+	simple_header(h, cookie, err);
 	return conn_send(c, h, 16);
 }
 
@@ -183,6 +189,133 @@ static int pread_full(int fd, uint8_t *buf, size_t n, uint64_t off)
 	return 0;
 }
 
+/*
+ * The splice path: the view's page-cache pages go into the connection's
+ * pipe and from there into the socket by reference, so the daemon copies
+ * no READ data (a buffered pread() and a send() were two copies, each the
+ * CPU's).  Only in the clear: GnuTLS encrypts from a buffer.  false when
+ * the connection must copy (TLS, or no pipe could be made).
+ */
+static bool splice_ready(struct nbd_client *c)
+{
+	if (c->tls || c->no_splice)
+		return false;
+	if (c->pipe[0] >= 0)
+		return true;
+	if (pipe2(c->pipe, O_CLOEXEC)) {
+		c->pipe[0] = c->pipe[1] = -1;
+		c->no_splice = true;
+		return false;
+	}
+	/* a piece at any offset must fit whole, or splice_in() would block */
+	if (fcntl(c->pipe[1], F_SETPIPE_SZ, NBD_PIPE_SIZE) < (int)(NBD_IO_CHUNK + 8192)) {
+		close(c->pipe[0]);
+		close(c->pipe[1]);
+		c->pipe[0] = c->pipe[1] = -1;
+		c->no_splice = true;
+		return false;
+	}
+	return true;
+}
+
+/* Empty the pipe of n bytes that will not be sent. */
+static void pipe_drop(struct nbd_client *c, size_t n)
+{
+	while (n) {
+		ssize_t r = read(c->pipe[0], c->buf, n < NBD_IO_CHUNK ? n : NBD_IO_CHUNK);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return;
+		n -= (size_t)r;
+	}
+}
+
+/* Put n bytes of the view at off into the pipe: 0, or -errno with the pipe empty. */
+static int splice_in(struct nbd_client *c, size_t n, uint64_t off)
+{
+	loff_t o = (loff_t)off;
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = splice(c->exp->fd, &o, c->pipe[1], NULL, n - got, SPLICE_F_MOVE);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			int e = r ? -errno : -EIO;	/* 0: the view got shorter */
+
+			pipe_drop(c, got);
+			return e;
+		}
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+/* Send the n bytes in the pipe; more: another piece follows at once. */
+static int splice_out(struct nbd_client *c, size_t n, bool more)
+{
+	while (n) {
+		ssize_t r = splice(c->pipe[0], NULL, c->fd, NULL, n,
+				   SPLICE_F_MOVE | (more ? SPLICE_F_MORE : 0));
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* A reply's header, told to wait for the data behind it where it can. */
+static int send_head(struct nbd_client *c, const uint8_t *h, size_t n, bool spliced)
+{
+	size_t done = 0;
+
+	if (!spliced)
+		return conn_send(c, h, n);
+	while (done < n) {
+		ssize_t r = send(c->fd, h + done, n - done, MSG_NOSIGNAL | MSG_MORE);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		done += (size_t)r;
+	}
+	return 0;
+}
+
+/*
+ * One piece of a READ's data: k bytes of the view at off, after the h_len
+ * bytes of header in h.  The view is read before the header goes out, so
+ * that a failure can still be answered: a positive errno then, with
+ * nothing sent; -1 if the connection is over; 0 when sent.
+ */
+static int send_piece(struct nbd_client *c, const uint8_t *h, size_t h_len, uint64_t off,
+		      size_t k, bool more)
+{
+	int r;
+
+	if (splice_ready(c)) {
+		r = splice_in(c, k, off);
+		if (r)
+			return -r;
+		if (send_head(c, h, h_len, true) || splice_out(c, k, more))
+			return -1;
+		return 0;
+	}
+	r = pread_full(c->exp->fd, c->buf, k, off);
+	if (r)
+		return -r;
+	if (conn_send(c, h, h_len) || conn_send(c, c->buf, k))
+		return -1;
+	return 0;
+}
+
 static int do_read(struct nbd_client *c, uint16_t flags, uint64_t cookie, uint64_t off,
 		   uint32_t len)
 {
@@ -197,43 +330,46 @@ static int do_read(struct nbd_client *c, uint16_t flags, uint64_t cookie, uint64
 		return error_reply(c, cookie, NBD_EINVAL, "read larger than the maximum payload");
 	if (c->structured && (flags & NBD_CMD_FLAG_DF) && len > NBD_IO_CHUNK)
 		return error_reply(c, cookie, NBD_EOVERFLOW, "read too large for one chunk");
+	if (len > NBD_IO_CHUNK && splice_ready(c))
+		/* the pieces after the first are read ahead while it goes out */
+		posix_fadvise(x->fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
 	if (!c->structured) {
 		/* the first piece before the header, so that its error can be sent */
 		size_t k = len < NBD_IO_CHUNK ? len : NBD_IO_CHUNK;
 
-		r = pread_full(x->fd, c->buf, k, off);
+		simple_header(h, cookie, 0);
+		r = send_piece(c, h, 16, off, k, k < len);
+		if (r > 0)
+			return error_reply(c, cookie, (uint32_t)errno_to_nbd(r), "");
 		if (r)
-			return error_reply(c, cookie, (uint32_t)errno_to_nbd(-r), "");
-		if (simple_reply(c, cookie, 0) || conn_send(c, c->buf, k))
 			return -1;
 		for (done = k; done < len; done += k) {
 			k = len - done < NBD_IO_CHUNK ? (size_t)(len - done) : NBD_IO_CHUNK;
-			if (pread_full(x->fd, c->buf, k, off + done) ||
-			    conn_send(c, c->buf, k))
+			if (send_piece(c, h, 0, off + done, k, done + k < len))
 				return -1;	/* no way to report it now */
 		}
 		nbd_mark_read(x, off, len);
 		return 0;
 	}
-	while (done < len || !len) {
+	if (!len) {
+		chunk_header(h, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, cookie, 0);
+		return conn_send(c, h, 20);
+	}
+	while (done < len) {
 		size_t k = len - done < NBD_IO_CHUNK ? (size_t)(len - done) : NBD_IO_CHUNK;
 		bool last = done + k == len;
 
-		if (!len) {
-			chunk_header(h, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_NONE, cookie, 0);
-			return conn_send(c, h, 20);
-		}
-		r = pread_full(x->fd, c->buf, k, off + done);
-		if (r) {
-			char msg[96];
-
-			snprintf(msg, sizeof(msg), "reading the point-in-time view: %s", strerror(-r));
-			return error_reply(c, cookie, (uint32_t)errno_to_nbd(-r), msg);
-		}
 		chunk_header(h, last ? NBD_REPLY_FLAG_DONE : 0, NBD_REPLY_TYPE_OFFSET_DATA, cookie,
 			     (uint32_t)(8 + k));
 		put64(h + 20, off + done);
-		if (conn_send(c, h, 28) || conn_send(c, c->buf, k))
+		r = send_piece(c, h, 28, off + done, k, !last);
+		if (r > 0) {
+			char msg[96];
+
+			snprintf(msg, sizeof(msg), "reading the point-in-time view: %s", strerror(r));
+			return error_reply(c, cookie, (uint32_t)errno_to_nbd(r), msg);
+		}
+		if (r)
 			return -1;
 		done += k;
 	}

@@ -216,6 +216,59 @@ static bool good_read(void)
 	return ok;
 }
 
+/*
+ * The view got shorter under the export (the file is cut by 1 MiB): a READ
+ * of its tail fails with EIO, answered in the reply, and the connection
+ * goes on; the file is made whole again.
+ */
+static void read_error(int fd, bool structured)
+{
+	uint8_t h[16], *b = malloc(MiB);
+	int f = open(file, O_RDWR), r;
+
+	tap_ok(f >= 0 && !ftruncate(f, SIZE - MiB), "the view is cut short");
+	request(fd, 0, NBD_CMD_READ, 21, SIZE - MiB / 2, MiB / 4);
+	if (structured)
+		r = reply(fd, 21, NULL, 0, NULL, NULL);
+	else
+		r = recv_full(fd, h, 16) || get32(h) != NBD_SIMPLE_REPLY_MAGIC ||
+		    get64(h + 8) != 21 ? -1 : (int)get32(h + 4);
+	tap_ok(r == NBD_EIO, "%s: a READ past the view's end fails with EIO (%d)",
+	       structured ? "structured" : "simple", r);
+	tap_ok(pwrite(f, data + SIZE - MiB, MiB, SIZE - MiB) == MiB, "the view is whole again");
+	request(fd, 0, NBD_CMD_READ, 22, SIZE - MiB, MiB);
+	if (structured)
+		r = reply(fd, 22, b, SIZE - MiB, NULL, NULL);
+	else
+		r = recv_full(fd, h, 16) || get32(h) != NBD_SIMPLE_REPLY_MAGIC ||
+		    get64(h + 8) != 22 || get32(h + 4) || recv_full(fd, b, MiB) ? -1 : 0;
+	tap_ok(r == 0 && !memcmp(b, data + SIZE - MiB, MiB), "and the connection reads on");
+	if (f >= 0)
+		close(f);
+	free(b);
+}
+
+/* A client without structured replies: READ data after a simple reply's header. */
+static void simple_reads(void)
+{
+	uint8_t buf[512], h[16], *b = malloc(3 * NBD_IO_CHUNK);
+	int fd = conn(), n, r;
+
+	r = fd < 0 || hello(fd, 3) || send_opt(fd, NBD_OPT_GO, buf, go_opt(buf, "view")) ||
+	    drain_reps(fd, NBD_OPT_GO, &n) != NBD_REP_ACK ? -1 : 0;
+	tap_ok(r == 0, "GO without structured replies");
+	request(fd, 0, NBD_CMD_READ, 30, 4097, 2 * NBD_IO_CHUNK + 3);
+	r = recv_full(fd, h, 16) || get32(h) != NBD_SIMPLE_REPLY_MAGIC || get64(h + 8) != 30 ||
+	    get32(h + 4) || recv_full(fd, b, 2 * NBD_IO_CHUNK + 3) ? -1 : 0;
+	tap_ok(r == 0 && !memcmp(b, data + 4097, 2 * NBD_IO_CHUNK + 3),
+	       "simple reply: an unaligned READ of several pieces");
+	read_error(fd, false);
+	request(fd, 0, NBD_CMD_DISC, 31, 0, 0);
+	if (fd >= 0)
+		close(fd);
+	free(b);
+}
+
 static void test_server(void)
 {
 	char err[256];
@@ -296,6 +349,7 @@ static void test_server(void)
 	close(fd);
 
 	/* transmission */
+	simple_reads();
 	fd = good_client();
 	tap_ok(fd >= 0, "GO with both contexts");
 	r = request(fd, 0, NBD_CMD_READ, 1, 0, SIZE) ? -1 : reply(fd, 1, rb, 0, NULL, NULL);
@@ -303,6 +357,11 @@ static void test_server(void)
 	request(fd, 0, NBD_CMD_READ, 2, 12345, 777);
 	tap_ok(reply(fd, 2, rb, 12345, NULL, NULL) == 0 && !memcmp(rb, data + 12345, 777),
 	       "unaligned READ");
+	request(fd, 0, NBD_CMD_READ, 20, 12345, 3 * NBD_IO_CHUNK + 777);
+	tap_ok(reply(fd, 20, rb, 12345, NULL, NULL) == 0 &&
+	       !memcmp(rb, data + 12345, 3 * NBD_IO_CHUNK + 777),
+	       "unaligned READ of several pieces");
+	read_error(fd, true);
 	request(fd, 0, NBD_CMD_READ, 3, SIZE - 512, 1024);
 	tap_ok(reply(fd, 3, NULL, 0, NULL, NULL) == NBD_EINVAL, "READ past the end: EINVAL");
 	request(fd, 0, NBD_CMD_READ, 4, UINT64_MAX - 10, 100);
