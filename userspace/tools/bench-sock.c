@@ -13,7 +13,11 @@
  *           default cache)
  *   direct  O_DIRECT pread() into an aligned buffer, send(): one copy more
  *
- * usage: bench-sock splice|copy|direct FILE
+ * With STREAMS (default 1), that many sender/receiver pairs each move a
+ * slice of FILE at once, as a client with several connections and threads
+ * does (nbdcopy: up to 4 connections, a thread a CPU).
+ *
+ * usage: bench-sock splice|copy|direct FILE [STREAMS]
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -45,22 +49,21 @@ static int send_all(int s, const uint8_t *p, size_t n)
 	return 0;
 }
 
-static int sender(const char *mode, const char *path, int s, uint64_t size)
+static int sender(const char *mode, const char *path, int s, uint64_t off, uint64_t end)
 {
 	bool direct = !strcmp(mode, "direct");
 	int fd = open(path, O_RDONLY | (direct ? O_DIRECT : 0)), p[2];
-	uint64_t off = 0;
 	uint8_t *buf = NULL;
 
 	if (fd < 0)
 		return perror(path), 1;
 	if (!strcmp(mode, "splice")) {
-		loff_t o = 0;
+		loff_t o = (loff_t)off;
 
 		if (pipe(p) || fcntl(p[1], F_SETPIPE_SZ, 2 * CHUNK) < 0)
 			return perror("pipe"), 1;
-		while (off < size) {
-			size_t k = size - off < CHUNK ? (size_t)(size - off) : CHUNK, in = 0;
+		while (off < end) {
+			size_t k = end - off < CHUNK ? (size_t)(end - off) : CHUNK, in = 0;
 
 			while (in < k) {
 				ssize_t r = splice(fd, &o, p[1], NULL, k - in, SPLICE_F_MOVE);
@@ -82,8 +85,8 @@ static int sender(const char *mode, const char *path, int s, uint64_t size)
 	}
 	if (posix_memalign((void **)&buf, 4096, CHUNK))
 		return 1;
-	while (off < size) {
-		size_t k = size - off < CHUNK ? (size_t)(size - off) : CHUNK;
+	while (off < end) {
+		size_t k = end - off < CHUNK ? (size_t)(end - off) : CHUNK;
 		ssize_t r = pread(fd, buf, k, (off_t)off);
 
 		if (r <= 0)
@@ -96,36 +99,22 @@ static int sender(const char *mode, const char *path, int s, uint64_t size)
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* One pair: a sender process for [off, off + size), received here. */
+static int stream(const char *mode, const char *path, uint64_t off, uint64_t size)
 {
-	struct timespec t0, t1;
-	uint64_t size, got = 0;
-	uint8_t *buf;
-	int sv[2], fd, st;
+	uint64_t got = 0;
+	uint8_t *buf = malloc(RECV_BUF);
+	int sv[2], st;
 	pid_t pid;
 
-	if (argc != 3 || (strcmp(argv[1], "splice") && strcmp(argv[1], "copy") &&
-			  strcmp(argv[1], "direct"))) {
-		fprintf(stderr, "usage: bench-sock splice|copy|direct FILE\n");
-		return 2;
-	}
-	fd = open(argv[2], O_RDONLY);
-	if (fd < 0) {
-		perror(argv[2]);
-		return 1;
-	}
-	size = (uint64_t)lseek(fd, 0, SEEK_END);
-	close(fd);
-	buf = malloc(RECV_BUF);
 	if (!buf || socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
 		return perror("bench-sock"), 1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	pid = fork();
 	if (pid < 0)
 		return perror("fork"), 1;
 	if (!pid) {
 		close(sv[0]);
-		_exit(sender(argv[1], argv[2], sv[1], size));
+		_exit(sender(mode, path, sv[1], off, off + size));
 	}
 	close(sv[1]);
 	for (;;) {
@@ -137,14 +126,53 @@ int main(int argc, char **argv)
 			break;
 		got += (uint64_t)r;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	free(buf);
 	if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) || got != size) {
 		fprintf(stderr, "bench-sock: %llu of %llu bytes moved\n", (unsigned long long)got,
 			(unsigned long long)size);
 		return 1;
 	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct timespec t0, t1;
+	uint64_t size, slice;
+	int fd, st, i, n = argc == 4 ? atoi(argv[3]) : 1, bad = 0;
+
+	if (argc < 3 || argc > 4 || n < 1 || n > 64 ||
+	    (strcmp(argv[1], "splice") && strcmp(argv[1], "copy") && strcmp(argv[1], "direct"))) {
+		fprintf(stderr, "usage: bench-sock splice|copy|direct FILE [STREAMS]\n");
+		return 2;
+	}
+	fd = open(argv[2], O_RDONLY);
+	if (fd < 0) {
+		perror(argv[2]);
+		return 1;
+	}
+	size = (uint64_t)lseek(fd, 0, SEEK_END);
+	close(fd);
+	slice = (size / (uint64_t)n + CHUNK - 1) / CHUNK * CHUNK;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (i = 0; i < n; i++) {
+		uint64_t off = slice * (uint64_t)i;
+		pid_t pid;
+
+		if (off >= size)
+			break;
+		pid = fork();
+		if (pid < 0)
+			return perror("fork"), 1;
+		if (!pid)
+			_exit(stream(argv[1], argv[2], off, size - off < slice ? size - off : slice));
+	}
+	while (wait(&st) > 0)
+		bad |= !WIFEXITED(st) || WEXITSTATUS(st);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (bad)
+		return 1;
 	printf("%.6f %llu\n", (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9,
-	       (unsigned long long)got);
-	free(buf);
+	       (unsigned long long)size);
 	return 0;
 }
