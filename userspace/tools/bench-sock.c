@@ -107,11 +107,11 @@ static int stream(const char *mode, const char *path, uint64_t off, uint64_t siz
 	int sv[2], st;
 	pid_t pid;
 
-	if (!buf || socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
-		return perror("bench-sock"), 1;
-	pid = fork();
-	if (pid < 0)
-		return perror("fork"), 1;
+	if (!buf || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) || (pid = fork()) < 0) {
+		perror("bench-sock");
+		free(buf);
+		return 1;
+	}
 	if (!pid) {
 		close(sv[0]);
 		_exit(sender(mode, path, sv[1], off, off + size));
