@@ -12,7 +12,7 @@
 #include "dm-bsync-ctl.h"
 
 static const struct bsync_msg_table *const tables[] = {
-	&bsync_bitmap_msgs, &bsync_query_msgs, &bsync_session_msgs,
+	&bsync_bitmap_msgs, &bsync_query_msgs, &bsync_session_msgs, &bsync_gate_msgs,
 };
 
 static const struct bsync_msg *find_msg(const char *verb)

@@ -8,6 +8,7 @@
  *   dm-bsync-ctl-bitmap.c   bitmap verbs: add, remove, freeze, unfreeze...
  *   dm-bsync-ctl-session.c  backup session verbs: session_start, _done, _end
  *   dm-bsync-ctl-query.c    queries (list, extents) and the status lines
+ *   dm-bsync-ctl-gate.c     the write gate's hold: gate_close, _open, _status
  *   dm-bsync-ctl-args.c     argument parsing and lookups
  *
  * Calls go one way: dm-bsync-target.c -> dm-bsync-ctl.c -> the verb files
@@ -42,6 +43,7 @@ struct bsync_msg_table {
 extern const struct bsync_msg_table bsync_bitmap_msgs;
 extern const struct bsync_msg_table bsync_session_msgs;
 extern const struct bsync_msg_table bsync_query_msgs;
+extern const struct bsync_msg_table bsync_gate_msgs;
 
 /* dm-bsync-ctl-args.c */
 int bsync_parse_size(const char *arg, u64 *val);

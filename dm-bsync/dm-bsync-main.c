@@ -3,8 +3,9 @@
  * dm-bsync: dirty bitmaps for incremental, point-in-time block backups.
  *
  * The module: it registers the bsync target (dm-bsync-target.c) and the
- * bsync-snap view (dm-bsync-snap.c) and starts the copy-before-write
- * workqueue (dm-bsync-cbw.c). It is the top of the call graph, so that
+ * bsync-snap view (dm-bsync-snap.c) and starts the workqueues of
+ * copy-before-write (dm-bsync-cbw.c) and of the write gate
+ * (dm-bsync-gate.c). It is the top of the call graph, so that
  * neither target calls the other: dm-bsync.h says which way calls go.
  */
 #include <linux/module.h>
@@ -18,10 +19,13 @@ static int __init dm_bsync_init(void)
 	r = bsync_cbw_init();
 	if (r)
 		return r;
+	r = bsync_gate_module_init();
+	if (r)
+		goto bad_cbw;
 	r = bsync_target_register();
 	if (r) {
 		DMERR("register failed %d", r);
-		goto bad_cbw;
+		goto bad_gate;
 	}
 	r = bsync_snap_register();
 	if (r) {
@@ -32,6 +36,8 @@ static int __init dm_bsync_init(void)
 
 bad_target:
 	bsync_target_unregister();
+bad_gate:
+	bsync_gate_module_exit();
 bad_cbw:
 	bsync_cbw_exit();
 	return r;
@@ -41,6 +47,7 @@ static void __exit dm_bsync_exit(void)
 {
 	bsync_snap_unregister();
 	bsync_target_unregister();
+	bsync_gate_module_exit();
 	bsync_cbw_exit();
 }
 

@@ -3,7 +3,8 @@
  * Internal interfaces of the bsync target, shared by its files:
  *   dm-bsync-main.c    the module: registers both targets
  *   dm-bsync-target.c  table constructor, state across reloads, bio path
- *   dm-bsync-gate.c    the write gate: one instant for control operations
+ *   dm-bsync-gate.c    the write gate: one instant for control operations,
+ *                      held across messages for an instant of several devices
  *   dm-bsync-ctl*.c    messages and status (dm-bsync-ctl.h lists them)
  *   dm-bsync-bitmap.c  the dirty bitmap data structure
  *   dm-bsync-persist.c persistent bitmaps: first-touch logging, commits
@@ -12,7 +13,7 @@
  *   dm-bsync-snap.c    the bsync-snap target: a session's frozen view
  *
  * Calls go one way, downwards:
- *   main -> target, snap, cbw
+ *   main -> target, snap, cbw, gate
  *   target -> ctl -> gate, persist, cbw, bitmap
  *   target -> gate, persist, cbw, bitmap;  persist -> metadata -> bitmap
  *   snap -> target (the session of a bsync device), cbw
@@ -29,6 +30,7 @@
 #include <linux/refcount.h>
 #include <linux/spinlock.h>
 #include <linux/wait.h>
+#include <linux/workqueue.h>
 
 #include "dm-bsync-bitmap.h"
 #include "dm-bsync-cbw.h"
@@ -73,6 +75,13 @@ struct bsync_state {
 	spinlock_t gate_lock;		/* gate_closed transitions, deferred */
 	struct bio_list deferred;
 	wait_queue_head_t drain_wait;
+	/* A hold for an instant of several devices; under st->lock. */
+	bool gate_held;
+	u64 gate_token;			/* the holder's, while held */
+	u64 gate_broken;		/* the last hold that opened by itself, or 0 */
+	u64 gate_expiries;		/* holds that opened by themselves */
+	unsigned long gate_deadline;	/* jiffies: the held gate opens then */
+	struct delayed_work gate_expire;
 
 	struct bsync_stats __percpu *stats;
 
@@ -126,6 +135,11 @@ void bsync_gate_free(struct bsync_state *st);
 bool bsync_gate_defer(struct bsync_state *st, struct bio *bio);
 int bsync_quiesce_writes(struct bsync_state *st);
 void bsync_resume_writes(struct bsync_state *st);
+int bsync_gate_hold(struct bsync_state *st, u64 token, unsigned int timeout_ms);
+int bsync_gate_release(struct bsync_state *st, u64 token);
+void bsync_gate_drop(struct bsync_state *st);
+int bsync_gate_module_init(void);
+void bsync_gate_module_exit(void);
 
 /* The bio path's side of the gate: a write holds a reference while in flight. */
 static inline bool bsync_gate_enter(struct bsync_state *st)
