@@ -60,10 +60,11 @@ static struct bsync_state *state_create(struct bsync_target *bt)
 	st->gate_reissue = gate_reissue;
 	st->persist_issue = persist_issue;
 
+	/* First: state_free() cancels the gate's expiry, which must be set up. */
+	if (bsync_gate_init(st))
+		goto bad;
 	st->stats = alloc_percpu(struct bsync_stats);
 	if (!st->stats)
-		goto bad;
-	if (bsync_gate_init(st))
 		goto bad;
 	st->alloc = bsync_bitmap_create(NULL, bt->alloc_shift, st->dev_sectors, true);
 	if (IS_ERR(st->alloc)) {
