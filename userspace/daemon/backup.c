@@ -26,6 +26,7 @@
 #include "copier.h"
 #include "inflight.h"
 #include "qcow2-sums.h"
+#include "transaction.h"
 
 struct inject {
 	char device[NODE_NAME_MAX + 1];
@@ -481,8 +482,8 @@ static int check_backup_args(const struct backup_args *a, const char *id, enum s
 	return backup_check_job_slot(a->device, id, e);
 }
 
-int backup_take_point_in_time(struct backup_job *b, const struct backup_args *a,
-			      const struct node_info *info, struct qerr *e)
+static int take_instant(struct backup_job *b, const struct backup_args *a,
+			const struct node_info *info, bool view, struct qerr *e)
 {
 	dev_t protect[2] = { info->dev, info->origin };
 	struct view_opts vo = {
@@ -497,7 +498,23 @@ int backup_take_point_in_time(struct backup_job *b, const struct backup_args *a,
 	r = view_begin(&b->view, b->node, &vo, err, sizeof(err));
 	b->t_store = b->t_target + b->view.took_store;
 	b->t_session = b->t_store + b->view.took_session;
-	if (r || view_create(&b->view, err, sizeof(err)))
+	if (r)
+		return qerr_set(e, "%s", err);
+	return view ? backup_prepare_view(b, e) : 0;
+}
+
+int backup_take_point_in_time(struct backup_job *b, const struct backup_args *a,
+			      const struct node_info *info, struct qerr *e)
+{
+	return take_instant(b, a, info, true, e);
+}
+
+/* The view and what to copy, once the instant is taken. */
+int backup_prepare_view(struct backup_job *b, struct qerr *e)
+{
+	char err[512] = "";
+
+	if (view_create(&b->view, err, sizeof(err)))
 		return qerr_set(e, "%s", err);
 	b->t_view = meter_read(&b->t0);
 	if (copyset_compute(&b->set, b->node, b->sync, b->bitmap, err, sizeof(err)))
@@ -536,7 +553,7 @@ struct backup_job *backup_new(const char *device, const char *bitmap,
 	return b;
 }
 
-struct backup_job *backup_prepare(const struct backup_args *a, struct qerr *e)
+static struct backup_job *prepare(const struct backup_args *a, bool view, struct qerr *e)
 {
 	const char *id = a->job_id ? a->job_id : a->device;
 	struct backup_job *b;
@@ -571,7 +588,7 @@ struct backup_job *backup_prepare(const struct backup_args *a, struct qerr *e)
 		qerr_set(e, "backup cluster size %" PRIu64 " is above 64 MiB", b->set.cluster);
 		goto bad;
 	}
-	if (backup_take_point_in_time(b, a, &info, e))
+	if (take_instant(b, a, &info, view, e))
 		goto bad;
 	if (take_inject(a->device, &b->inject_skip, &b->inject_errno) == 0)
 		b->inject_skip = -1;
@@ -580,6 +597,16 @@ struct backup_job *backup_prepare(const struct backup_args *a, struct qerr *e)
 bad:
 	backup_discard(b);
 	return NULL;
+}
+
+struct backup_job *backup_prepare(const struct backup_args *a, struct qerr *e)
+{
+	return prepare(a, true, e);
+}
+
+struct backup_job *backup_prepare_instant(const struct backup_args *a, struct qerr *e)
+{
+	return prepare(a, false, e);
 }
 
 /*
@@ -603,7 +630,8 @@ static void fallback_event(const char *id, const struct backup_args *a)
 	qmp_event("BSYNC_BACKUP_FALLBACK", d);
 }
 
-int backup_launch(struct backup_job *b, const struct backup_args *a, struct qerr *e)
+int backup_launch_txn(struct backup_job *b, const struct backup_args *a, struct job_txn *txn,
+		      struct qerr *e)
 {
 	const char *id = a->job_id ? a->job_id : a->device;
 
@@ -611,6 +639,9 @@ int backup_launch(struct backup_job *b, const struct backup_args *a, struct qerr
 		backup_discard(b);
 		return -1;
 	}
+	/* out of memory: the job runs on its own, as with completion-mode individual */
+	if (txn && job_txn_add(txn, &b->job))
+		fprintf(stderr, "bsyncd: job %s: out of memory: not in its transaction's group\n", id);
 	b->job.speed = (uint64_t)a->speed;
 	b->job.len = copyset_bytes(&b->set);
 	if (b->sync == SYNC_NONE)
@@ -627,6 +658,11 @@ int backup_launch(struct backup_job *b, const struct backup_args *a, struct qerr
 		return -1;
 	}
 	return 0;
+}
+
+int backup_launch(struct backup_job *b, const struct backup_args *a, struct qerr *e)
+{
+	return backup_launch_txn(b, a, NULL, e);
 }
 
 int backup_start(const struct backup_args *a, struct qerr *e)
@@ -654,6 +690,13 @@ int backup_recover(void)
 		for (j = 0; j < nb; j++) {
 			char msg[BITMAP_NAME_MAX + 32];
 
+			if (!bms[j].anonymous &&
+			    !strncmp(bms[j].name, TXN_TMP_PREFIX, strlen(TXN_TMP_PREFIX))) {
+				snprintf(msg, sizeof(msg), "remove %s", bms[j].name);
+				if (node_message(names[i], msg, NULL, err, sizeof(err)))
+					fprintf(stderr, "bsyncd: recovery: %s\n", err);
+				continue;
+			}
 			if (bms[j].anonymous || !bms[j].busy)
 				continue;
 			snprintf(msg, sizeof(msg), "unfreeze %s reclaim", bms[j].name);

@@ -53,6 +53,20 @@ struct backup_job *backup_prepare(const struct backup_args *a, struct qerr *e);
 int backup_launch(struct backup_job *b, const struct backup_args *a, struct qerr *e);
 void backup_discard(struct backup_job *b);
 
+/*
+ * backup_prepare() in two steps, for a transaction: the instant (checks,
+ * target, store, session: what must happen while the write gates are
+ * closed), then, once they are open again, the view and what to copy.
+ * backup_prepare_view() leaves b to the caller's backup_discard() on failure.
+ */
+struct backup_job *backup_prepare_instant(const struct backup_args *a, struct qerr *e);
+int backup_prepare_view(struct backup_job *b, struct qerr *e);
+
+/* backup_launch(), the job joining txn (completion-mode grouped) if not NULL. */
+struct job_txn;
+int backup_launch_txn(struct backup_job *b, const struct backup_args *a, struct job_txn *txn,
+		      struct qerr *e);
+
 /* drive-backup: prepare and launch. */
 int backup_start(const struct backup_args *a, struct qerr *e);
 

@@ -18,6 +18,7 @@
 #include "nbd-export.h"
 #include "tls-creds.h"
 #include "node.h"
+#include "transaction.h"
 
 enum atype { A_STR, A_INT, A_BOOL, A_ENUM, A_ARRAY, A_OBJECT };
 
@@ -280,6 +281,15 @@ static int check_consistent(const struct node_bitmap *b, struct qerr *e)
 	return 0;
 }
 
+int commands_bitmap_usable(const char *node, const char *name, bool consistent,
+			   struct node_bitmap *b, struct qerr *e)
+{
+	if (lookup_bitmap(node, name, b, e) || check_busy(b, e) ||
+	    (consistent && check_consistent(b, e)))
+		return -1;
+	return 0;
+}
+
 static int bitmap_msg(const char *node, const char *msg, struct qerr *e)
 {
 	char err[512];
@@ -478,7 +488,7 @@ static int backup_bitmap_inconsistent(const struct backup_args *a, struct qerr *
 	return check_consistent(&b, e);
 }
 
-static int cmd_drive_backup(json_object *args, json_object **ret, struct qerr *e)
+int commands_backup_args(json_object *args, struct backup_args *out, struct qerr *e)
 {
 	struct backup_args a = {
 		.job_id = str_arg(args, "job-id"),
@@ -515,6 +525,16 @@ static int cmd_drive_backup(json_object *args, json_object **ret, struct qerr *e
 	oe = str_arg(args, "on-target-error");
 	if (oe && strcmp(oe, "report"))
 		return qerr_set(e, "on-target-error '%s' is not supported: bsyncd reports errors", oe);
+	*out = a;
+	return 0;
+}
+
+static int cmd_drive_backup(json_object *args, json_object **ret, struct qerr *e)
+{
+	struct backup_args a;
+
+	if (commands_backup_args(args, &a, e))
+		return -1;
 	return backup_start(&a, e);
 }
 
@@ -662,6 +682,8 @@ static const struct command commands[] = {
 	    E("endpoint", false, endpoint_values), B("verify-peer"), SO("priority"),
 	    SO("username") } },
 	{ "object-del", tls_creds_cmd_object_del, { S("id") } },
+	{ "transaction", transaction_cmd,
+	  { { "actions", A_ARRAY, true, NULL }, { "properties", A_OBJECT, false, NULL } } },
 	{ "x-debug-inject-error", cmd_inject_error,
 	  { S("device"), E("operation", true, op_values), I("skip"), I("errno") } },
 };
@@ -681,6 +703,38 @@ static int cmd_query_commands(json_object *args, json_object **ret, struct qerr 
 	}
 	*ret = a;
 	return 0;
+}
+
+static const struct command *find_command(const char *cmd)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(commands[i].name, cmd))
+			return &commands[i];
+	return NULL;
+}
+
+int commands_check(const char *cmd, json_object *args, struct qerr *e)
+{
+	const struct command *c = find_command(cmd);
+
+	if (!c)
+		return qerr_set_class(e, "CommandNotFound", "The command %s has not been found", cmd);
+	return check_args(c, args, e);
+}
+
+int commands_call(const char *cmd, json_object *args, struct qerr *e)
+{
+	const struct command *c = find_command(cmd);
+	json_object *ret = NULL;
+	int r;
+
+	if (!c)
+		return qerr_set_class(e, "CommandNotFound", "The command %s has not been found", cmd);
+	r = c->fn(args, &ret, e);
+	json_object_put(ret);
+	return r;
 }
 
 static int dispatch(const char *cmd, json_object *args, json_object **ret, struct qerr *e)

@@ -139,9 +139,66 @@ int job_init(struct job *job, const struct job_driver *drv, const char *id, cons
 	return 0;
 }
 
+struct job_txn {
+	struct job **jobs;
+	size_t n, cap;
+	int refs;		/* the creator's hold and one per member */
+};
+
+struct job_txn *job_txn_new(void)
+{
+	struct job_txn *txn = calloc(1, sizeof(*txn));
+
+	if (txn)
+		txn->refs = 1;
+	return txn;
+}
+
+int job_txn_add(struct job_txn *txn, struct job *job)
+{
+	if (txn->n == txn->cap) {
+		size_t cap = txn->cap ? 2 * txn->cap : 4;
+		struct job **v = realloc(txn->jobs, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		txn->jobs = v;
+		txn->cap = cap;
+	}
+	txn->jobs[txn->n++] = job;
+	job->txn = txn;
+	txn->refs++;
+	return 0;
+}
+
+void job_txn_put(struct job_txn *txn)
+{
+	if (txn && --txn->refs == 0) {
+		free(txn->jobs);
+		free(txn);
+	}
+}
+
+static void txn_remove(struct job *job)
+{
+	struct job_txn *txn = job->txn;
+	size_t i;
+
+	for (i = 0; i < txn->n; i++)
+		if (txn->jobs[i] == job) {
+			txn->jobs[i] = txn->jobs[--txn->n];
+			break;
+		}
+	job->txn = NULL;
+	job_txn_put(txn);
+}
+
 static void job_unlink_free(struct job *job)
 {
 	struct job **pp;
+
+	if (job->txn)
+		txn_remove(job);
 
 	for (pp = &jobs; *pp; pp = &(*pp)->next)
 		if (*pp == job) {
@@ -210,23 +267,107 @@ static void set_ret(struct job *job, int ret)
 		job->error = strdup(strerror(-ret));
 }
 
+static void event_pending(struct job *job)
+{
+	json_object *d = json_object_new_object();
+
+	json_object_object_add(d, "type", json_object_new_string(job->drv->type));
+	json_object_object_add(d, "id", json_object_new_string(job->id));
+	qmp_event("BLOCK_JOB_PENDING", d);
+}
+
+/* A member that is done and waits for the group (WAITING or PENDING), if any. */
+static struct job *txn_find_done(struct job_txn *txn)
+{
+	size_t i;
+
+	for (i = 0; i < txn->n; i++)
+		if (!txn->jobs[i]->thread_running && (txn->jobs[i]->status == JOB_STATUS_WAITING ||
+						      txn->jobs[i]->status == JOB_STATUS_PENDING))
+			return txn->jobs[i];
+	return NULL;
+}
+
+/*
+ * A member failed or was cancelled (QEMU's job_completed_txn_abort): the
+ * running members are cancelled and abort when their thread ends; the
+ * ones that are done abort now.  Finalizing may free members, and with
+ * the last the group: it is held meanwhile.
+ */
+static void txn_abort(struct job_txn *txn)
+{
+	struct job *j;
+	size_t i;
+
+	txn->refs++;
+	for (i = 0; i < txn->n; i++) {
+		j = txn->jobs[i];
+		if (j->status >= JOB_STATUS_ABORTING)
+			continue;
+		j->cancelled = true;
+		j->user_paused = false;
+	}
+	daemon_broadcast();
+	while ((j = txn_find_done(txn))) {
+		set_ret(j, -ECANCELED);
+		transition(j, JOB_STATUS_ABORTING);
+		finalize_single(j);
+	}
+	job_txn_put(txn);
+}
+
+/* Finalize every member in PENDING (job-finalize acts on the whole group). */
+static void txn_finalize(struct job_txn *txn)
+{
+	struct job *j;
+
+	txn->refs++;
+	while ((j = txn_find_done(txn)) && j->status == JOB_STATUS_PENDING)
+		finalize_single(j);
+	job_txn_put(txn);
+}
+
+/* job succeeded: once every member has, all go PENDING together. */
+static void txn_completed(struct job_txn *txn)
+{
+	bool auto_finalize = true;
+	size_t i;
+
+	for (i = 0; i < txn->n; i++)
+		if (txn->jobs[i]->status != JOB_STATUS_WAITING)
+			return;
+	for (i = 0; i < txn->n; i++) {
+		transition(txn->jobs[i], JOB_STATUS_PENDING);
+		auto_finalize &= txn->jobs[i]->auto_finalize;
+	}
+	if (auto_finalize) {
+		txn_finalize(txn);
+		return;
+	}
+	for (i = 0; i < txn->n; i++)
+		if (!txn->jobs[i]->auto_finalize)
+			event_pending(txn->jobs[i]);
+}
+
 /* The work is over (lock held). */
 static void job_completed(struct job *job, int ret)
 {
 	set_ret(job, ret);
 	if (job->ret) {
 		transition(job, JOB_STATUS_ABORTING);
+		if (job->txn)
+			txn_abort(job->txn);
 		finalize_single(job);
 		return;
 	}
 	transition(job, JOB_STATUS_WAITING);
+	if (job->txn) {
+		txn_completed(job->txn);
+		return;
+	}
 	transition(job, JOB_STATUS_PENDING);
 	if (!job->auto_finalize) {
-		json_object *d = json_object_new_object();
-
-		json_object_object_add(d, "type", json_object_new_string(job->drv->type));
-		json_object_object_add(d, "id", json_object_new_string(job->id));
-		qmp_event("BLOCK_JOB_PENDING", d);
+		event_pending(job);
 		return;
 	}
 	finalize_single(job);
@@ -308,6 +449,8 @@ int job_cancel(struct job *job, struct qerr *e)
 	/* PENDING (or WAITING): the work is done, abort now. */
 	set_ret(job, -ECANCELED);
 	transition(job, JOB_STATUS_ABORTING);
+	if (job->txn)
+		txn_abort(job->txn);
 	finalize_single(job);
 	return 0;
 }
@@ -337,7 +480,10 @@ int job_finalize(struct job *job, struct qerr *e)
 {
 	if (apply_verb(job, JOB_VERB_FINALIZE, e))
 		return -1;
-	finalize_single(job);
+	if (job->txn)
+		txn_finalize(job->txn);
+	else
+		finalize_single(job);
 	return 0;
 }
 

@@ -30,6 +30,7 @@ enum job_verb {
 };
 
 struct job;
+struct job_txn;
 
 struct job_driver {
 	const char *type;		/* "backup" */
@@ -56,6 +57,7 @@ struct job {
 	uint64_t len, offset, speed;
 	bool thread_running;
 	pthread_t thread;
+	struct job_txn *txn;		/* completion-mode grouped, or NULL */
 	struct job *next;
 };
 
@@ -75,6 +77,18 @@ bool job_id_valid(const char *id);
  */
 int job_init(struct job *job, const struct job_driver *drv, const char *id, const char *device,
 	     bool auto_finalize, bool auto_dismiss, struct qerr *e);
+/*
+ * A group of jobs that complete together (QEMU's JobTxn, completion-mode
+ * grouped): if one fails or is cancelled, the others are cancelled and all
+ * take the abort path; they are finalized only once all succeeded.  Add
+ * jobs in CREATED, before job_start(); the group goes with its last job.
+ * NULL if out of memory.
+ */
+struct job_txn *job_txn_new(void);
+int job_txn_add(struct job_txn *txn, struct job *job);
+/* Drop the creator's hold: a group no job joined is freed. */
+void job_txn_put(struct job_txn *txn);
+
 /* CREATED -> RUNNING, start the thread. */
 int job_start(struct job *job, struct qerr *e);
 

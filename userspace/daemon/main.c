@@ -21,16 +21,21 @@
 #include "nbd-export.h"
 #include "log.h"
 #include "qmp-server.h"
+#include "transaction.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: bsyncd [--socket PATH] [--store-dir DIR] [--checksums on|off] [--verbose]\n"
+		"usage: bsyncd [--socket PATH] [--store-dir DIR] [--checksums on|off]\n"
+		"              [--gate-timeout MS] [--verbose]\n"
 		"  --socket PATH     QMP socket (default /run/bsyncd.sock), created 0600\n"
 		"  --store-dir DIR   where copy-before-write scratch files are made\n"
 		"                    (default /var/lib/bsyncd; must not be on a protected device)\n"
 		"  --checksums on|off  keep IMAGE.sums, an XXH64 hash of each data cluster, beside\n"
 		"                    each backup image, for 'bsyncctl chain verify' (default on)\n"
+		"  --gate-timeout MS  how long a transaction may hold guest writes (1..60000,\n"
+		"                    default 5000): a gate held longer opens by itself and\n"
+		"                    the transaction fails\n"
 		"  --verbose         log every QMP command, its failures and job state changes\n");
 }
 
@@ -95,6 +100,7 @@ int main(int argc, char **argv)
 		{ "store-dir", required_argument, NULL, 'd' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "checksums", required_argument, NULL, 'c' },
+		{ "gate-timeout", required_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -122,6 +128,18 @@ int main(int argc, char **argv)
 			}
 			backup_set_checksums(!strcmp(optarg, "on"));
 			break;
+		case 'g': {
+			char *end;
+			unsigned long ms = strtoul(optarg, &end, 10);
+
+			if (*end || !*optarg || ms < 1 || ms > TXN_GATE_TIMEOUT_MS_MAX) {
+				fprintf(stderr, "bsyncd: --gate-timeout: '%s' is not a number of milliseconds from 1 to %u\n",
+					optarg, TXN_GATE_TIMEOUT_MS_MAX);
+				return 2;
+			}
+			transaction_set_gate_timeout((unsigned int)ms);
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;
