@@ -3,8 +3,9 @@
  * bsyncd's job state machine (daemon/job.c) with a scripted driver: the
  * JOB_STATUS_CHANGE sequences and completion events of QEMU's job.c for
  * success (auto and manual finalize), failure, cancel while running, while
- * paused and while pending, auto-dismiss off, and the verb refusals with
- * QEMU's texts.
+ * paused and while pending, auto-dismiss off, the verb refusals with
+ * QEMU's texts, and groups (completion-mode grouped): all commit once all
+ * succeeded; one failing or cancelled cancels the others, all abort.
  */
 #include <errno.h>
 #include <string.h>
@@ -88,6 +89,49 @@ static struct tjob *mk(const char *id, bool af, bool ad, int result)
 	}
 	daemon_unlock();
 	return t;
+}
+
+/* A group of n jobs g<base>..: all created, joined, then started. */
+static void mk_group(struct tjob **t, int n, int base, bool af, const int *results)
+{
+	struct job_txn *txn;
+	struct qerr e;
+	char id[16];
+	int i;
+
+	daemon_lock();
+	txn = job_txn_new();
+	for (i = 0; i < n; i++) {
+		t[i] = calloc(1, sizeof(**t));
+		t[i]->result = results[i];
+		snprintf(id, sizeof(id), "g%d", base + i);
+		if (job_init(&t[i]->job, &tdrv, id, id, af, true, &e) || job_txn_add(txn, &t[i]->job))
+			tap_diag("group setup failed: %s", e.desc);
+	}
+	for (i = 0; i < n; i++)
+		job_start(&t[i]->job, &e);
+	job_txn_put(txn);
+	daemon_unlock();
+}
+
+static int count(const char *s, const char *what)
+{
+	int n = 0;
+
+	while ((s = strstr(s, what))) {
+		n++;
+		s += strlen(what);
+	}
+	return n;
+}
+
+/* Wait until job is in status (lock not held). */
+static void wait_status(struct tjob *t, enum job_status st)
+{
+	daemon_lock();
+	while (t->job.status != st)
+		daemon_wait(10);
+	daemon_unlock();
 }
 
 static void wait_threads(void)
@@ -203,6 +247,64 @@ int main(void)
 	events(ev, sizeof(ev));
 	tap_ok(!r && !strcmp(ev, "aborting,BLOCK_JOB_CANCELLED,concluded,null"),
 	       "cancel while pending: %s", ev);
+
+	/* groups: the first to succeed waits for the others, and commits with them */
+	{
+		static const int ok3[3] = { 0, 0, 0 }, fail2[2] = { 0, -EIO }, run2[2] = { 0, 0 };
+		struct tjob *g[3];
+		int f0 = freed;
+
+		mk_group(g, 3, 0, true, ok3);
+		g[1]->go = true;
+		wait_status(g[1], JOB_STATUS_WAITING);
+		g[0]->go = true;
+		wait_status(g[0], JOB_STATUS_WAITING);
+		tap_ok(g[0]->commits + g[1]->commits == 0, "grouped: no commit while a member runs");
+		g[2]->go = true;
+		wait_threads();
+		events(ev, sizeof(ev));
+		tap_ok(freed == f0 + 3 && !job_first() && count(ev, "BLOCK_JOB_COMPLETED") == 3 &&
+		       !strstr(ev, "CANCELLED") && !strstr(ev, "aborting"),
+		       "grouped: all succeed, all complete: %s", ev);
+
+		/* a member fails after the other succeeded: that one is cancelled, both abort */
+		mk_group(g, 2, 3, true, fail2);
+		g[0]->go = true;
+		wait_status(g[0], JOB_STATUS_WAITING);
+		daemon_lock();
+		tap_ok(g[0]->commits == 0 && g[0]->aborts == 0, "grouped: the succeeded job waits");
+		daemon_unlock();
+		events(ev, sizeof(ev));
+		g[1]->go = true;
+		wait_threads();
+		events(ev, sizeof(ev));
+		tap_ok(freed == f0 + 5 && !job_first() && count(ev, "BLOCK_JOB_CANCELLED") == 1 &&
+		       strstr(ev, "BLOCK_JOB_COMPLETED(Input/output error)") && !strstr(ev, "pending"),
+		       "grouped: one fails, the waiting one is cancelled: %s", ev);
+
+		/* cancelling one running member cancels the other running one */
+		mk_group(g, 2, 5, true, run2);
+		daemon_lock();
+		r = job_cancel(&g[1]->job, &e);
+		daemon_unlock();
+		wait_threads();
+		events(ev, sizeof(ev));
+		tap_ok(!r && freed == f0 + 7 && !job_first() && !strstr(ev, "BLOCK_JOB_COMPLETED") &&
+		       count(ev, "BLOCK_JOB_CANCELLED") == 2, "grouped: cancel one, both cancelled: %s", ev);
+
+		/* manual finalize: all pending together, one job-finalize finalizes the group */
+		mk_group(g, 2, 7, false, run2);
+		g[0]->go = g[1]->go = true;
+		wait_threads();
+		events(ev, sizeof(ev));
+		daemon_lock();
+		tap_ok(g[0]->job.status == JOB_STATUS_PENDING && g[1]->job.status == JOB_STATUS_PENDING,
+		       "grouped, auto-finalize off: both pending: %s", ev);
+		r = job_finalize(&g[1]->job, &e);
+		daemon_unlock();
+		events(ev, sizeof(ev));
+		tap_ok(!r && freed == f0 + 9 && !job_first(), "grouped: one finalize finalizes both: %s", ev);
+	}
 
 	/* ids */
 	t = mk("j7", false, false, 0);

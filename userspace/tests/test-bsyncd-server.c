@@ -2,7 +2,8 @@
 /*
  * bsyncd's QMP server and command layer on the host (no dm needed): the
  * greeting, negotiation rules, QEMU's framing errors, malformed, oversized,
- * split and concatenated requests, argument checks, several clients, events
+ * split and concatenated requests, argument checks (transaction's too),
+ * several clients, events
  * only to negotiated clients, and a client that vanishes mid-reply.  The
  * daemon's modules are built in; the server runs in a thread.
  */
@@ -36,6 +37,7 @@
 #include "../daemon/readers.c"
 #include "../daemon/store.c"
 #include "../daemon/tls-creds.c"
+#include "../daemon/transaction.c"
 #include "../daemon/view.c"
 #include "qmp-client.h"
 #include "tap.h"
@@ -327,6 +329,43 @@ int main(void)
 	tap_ok(!strcmp(ask(fd, "{\"execute\": \"drive-backup\", \"arguments\": {\"device\": \"d\", \"target\": \"t\", \"sync\": \"full\", \"x-fallback-detail\": \"why\"}}\n",
 			   d, sizeof(d)), "'x-fallback-detail' requires 'x-fallback-reason'"),
 	       "x-fallback-detail alone: %s", d);
+	/* transaction: QAPI's checks of every action before any is prepared */
+	{
+		static const char *const cases[][2] = {
+			{ "{}", "Parameter 'actions' is missing" },
+			{ "{\"actions\": {}}", "Invalid parameter type for 'actions', expected: array" },
+			{ "{\"actions\": [7]}", "Invalid parameter type for 'actions[0]', expected: object" },
+			{ "{\"actions\": [{\"data\": {}}]}", "Parameter 'actions[0].type' is missing" },
+			{ "{\"actions\": [{\"type\": \"frob\", \"data\": {}}]}",
+			  "Parameter 'actions[0].type' does not accept value 'frob'" },
+			{ "{\"actions\": [{\"type\": \"abort\"}]}", "Parameter 'actions[0].data' is missing" },
+			{ "{\"actions\": [{\"type\": \"abort\", \"data\": {}, \"x\": 1}]}",
+			  "Parameter 'actions[0].x' is unexpected" },
+			{ "{\"actions\": [{\"type\": \"abort\", \"data\": {\"x\": 1}}]}",
+			  "Parameter 'actions[0].data.x' is unexpected" },
+			{ "{\"actions\": [{\"type\": \"abort\", \"data\": {}}, {\"type\": \"block-dirty-bitmap-add\", \"data\": {\"node\": \"n\"}}]}",
+			  "Parameter 'actions[1].data.name' is missing" },
+			{ "{\"actions\": [{\"type\": \"drive-backup\", \"data\": {\"device\": \"d\", \"target\": \"t\", \"sync\": \"most\"}}]}",
+			  "Parameter 'actions[0].data.sync' does not accept value 'most'" },
+			{ "{\"actions\": [], \"properties\": {\"completion-mode\": \"x\"}}",
+			  "Parameter 'properties.completion-mode' does not accept value 'x'" },
+			{ "{\"actions\": [], \"properties\": {\"y\": 1}}", "Parameter 'properties.y' is unexpected" },
+			{ "{\"actions\": [{\"type\": \"block-dirty-bitmap-add\", \"data\": {\"node\": \"n\", \"name\": \"b\"}}], \"properties\": {\"completion-mode\": \"grouped\"}}",
+			  "Action 'block-dirty-bitmap-add' does not support transaction property completion-mode = grouped" },
+			{ "{\"actions\": [{\"type\": \"abort\", \"data\": {}}]}", "Transaction aborted using Abort action" },
+			{ "{\"actions\": []}", "(no error)" },
+			{ "{\"actions\": [], \"properties\": {\"completion-mode\": \"grouped\"}}", "(no error)" },
+		};
+		char req[1024];
+		size_t k;
+
+		for (k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+			snprintf(req, sizeof(req), "{\"execute\": \"transaction\", \"arguments\": %s}\n",
+				 cases[k][0]);
+			tap_ok(!strcmp(ask(fd, req, d, sizeof(d)), cases[k][1]), "transaction %s: %s",
+			       cases[k][0], d);
+		}
+	}
 	tap_ok(!strcmp(ask(fd, "{\"execute\": \"job-cancel\", \"arguments\": {\"id\": \"nope\"}}\n", d, sizeof(d)),
 		       "Job not found"), "job-cancel of an unknown job: %s", d);
 	tap_ok(!strcmp(ask(fd, "{\"execute\": \"block-job-cancel\", \"arguments\": {\"device\": \"nope\"}}\n", d, sizeof(d)),
