@@ -257,5 +257,7 @@ int chain_check_base(const char *path, uint64_t *vsize, char *detail, size_t len
 
 /* cmd-job.c: wait for job id to end; the exit status of its outcome. */
 int job_wait(struct cli *c, const char *id, bool started_here);
+/* Wait for several jobs started here (a group): the worst outcome's exit status. */
+int jobs_wait(struct cli *c, const char *const *ids, int n);
 
 #endif

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * bsyncctl backup: drive-backup, and with --wait the job's outcome.
+ * bsyncctl backup: drive-backup, and with --wait the job's outcome; of
+ * several devices, one transaction whose jobs complete as a group.
  */
 #include <errno.h>
 #include <limits.h>
@@ -19,10 +20,15 @@ enum {
 	OPT_JOB_ID, OPT_NO_AUTO_FINALIZE, OPT_NO_AUTO_DISMISS, OPT_WAIT, OPT_FALLBACK,
 };
 
+/* The most devices one backup takes at one instant. */
+#define GROUP_MAX 16
+
 struct backup_opts {
 	struct cli *c;
 	const struct cli_cmd *cmd;
-	const char *sync, *bitmap, *bitmap_mode, *backing, *job_id;
+	const char *sync, *bitmap, *bitmap_mode, *job_id;
+	const char *backing[GROUP_MAX];	/* one per DEVICE, in their order */
+	int nbacking;
 	uint64_t speed;
 	bool have_speed, existing, no_auto_finalize, no_auto_dismiss, wait, fallback;
 };
@@ -49,7 +55,9 @@ static int backup_opt(void *arg, int id, const char *val)
 		o->bitmap_mode = val;
 		break;
 	case OPT_BACKING:
-		o->backing = val;
+		if (o->nbacking == GROUP_MAX)
+			return cli_usage_error(o->c, o->cmd, "--backing: at most %d", GROUP_MAX);
+		o->backing[o->nbacking++] = val;
 		break;
 	case OPT_EXISTING:
 		o->existing = true;
@@ -165,9 +173,9 @@ static int check_incremental(struct cli *c, const struct backup_opts *o, const c
 			 "while it was not saved): it may miss writes", o->bitmap, device);
 	}
 	json_object_put(list);
-	if (f->reason || !o->backing)
+	if (f->reason || !o->nbacking)
 		return 0;
-	qcow2_backing_path(target, o->backing, base, sizeof(base));
+	qcow2_backing_path(target, o->backing[0], base, sizeof(base));
 	st = chain_check_base(base, &base_size, why, sizeof(why));
 	if (st == EXIT_CHAIN_BROKEN) {
 		f->reason = "base-missing";
@@ -239,6 +247,95 @@ static void fallback_report(struct cli *c, const struct backup_opts *o, const ch
 		  !done ? "" : !strcmp(done, "added") ? "' added: not persistent)" : "' cleared)");
 }
 
+/* drive-backup's arguments for one device. */
+static json_object *backup_args(const struct backup_opts *o, const char *device, const char *target,
+				const char *backing, const struct fallback *f)
+{
+	json_object *args = json_object_new_object();
+
+	if (o->job_id)
+		json_object_object_add(args, "job-id", json_object_new_string(o->job_id));
+	json_object_object_add(args, "device", json_object_new_string(device));
+	json_object_object_add(args, "target", json_object_new_string(target));
+	json_object_object_add(args, "format", json_object_new_string("qcow2"));
+	json_object_object_add(args, "sync", json_object_new_string(o->sync));
+	if (o->existing)
+		json_object_object_add(args, "mode", json_object_new_string("existing"));
+	if (o->bitmap)
+		json_object_object_add(args, "bitmap", json_object_new_string(o->bitmap));
+	if (o->bitmap_mode)
+		json_object_object_add(args, "bitmap-mode", json_object_new_string(o->bitmap_mode));
+	if (backing)
+		json_object_object_add(args, "backing-file", json_object_new_string(backing));
+	if (o->have_speed)
+		json_object_object_add(args, "speed", json_object_new_int64((int64_t)o->speed));
+	if (o->no_auto_finalize)
+		json_object_object_add(args, "auto-finalize", json_object_new_boolean(false));
+	if (o->no_auto_dismiss)
+		json_object_object_add(args, "auto-dismiss", json_object_new_boolean(false));
+	if (f && f->reason) {	/* the daemon tells its clients too (BSYNC_BACKUP_FALLBACK) */
+		json_object_object_add(args, "x-fallback-reason", json_object_new_string(f->reason));
+		json_object_object_add(args, "x-fallback-detail", json_object_new_string(f->detail));
+	}
+	return args;
+}
+
+/*
+ * Several DEVICE TARGET pairs: one transaction, at one instant for all,
+ * whose jobs (each named after its device) complete as a group.
+ */
+static int backup_group(struct cli *c, struct backup_opts *o, char **pos, int n)
+{
+	const char *ids[GROUP_MAX];
+	json_object *args, *acts, *props, *ret;
+	char target[PATH_MAX + 256];
+	int i, r;
+
+	if (o->job_id)
+		return cli_usage_error(c, o->cmd, "--job-id names one job: with several devices each "
+				       "job is named after its device");
+	if (o->fallback)
+		return cli_usage_error(c, o->cmd, "--fallback full takes one device");
+	if (o->nbacking && o->nbacking != n)
+		return cli_usage_error(c, o->cmd, "--backing: give it once per DEVICE, in their order "
+				       "(%d given for %d devices)", o->nbacking, n);
+	cli_set_what(c, "backup %s ...", pos[0]);
+	acts = json_object_new_array();
+	for (i = 0; i < n; i++) {
+		json_object *a = json_object_new_object();
+
+		ids[i] = pos[2 * i];
+		absolute(pos[2 * i + 1], target, sizeof(target));
+		json_object_object_add(a, "type", json_object_new_string("drive-backup"));
+		json_object_object_add(a, "data", backup_args(o, pos[2 * i], target,
+							      o->nbacking ? o->backing[i] : NULL, NULL));
+		json_object_array_add(acts, a);
+	}
+	props = json_object_new_object();
+	json_object_object_add(props, "completion-mode", json_object_new_string("grouped"));
+	args = json_object_new_object();
+	json_object_object_add(args, "actions", acts);
+	json_object_object_add(args, "properties", props);
+	r = conn_exec(c, "transaction", args, &ret);
+	if (r)
+		return r;
+	if (o->wait) {
+		json_object_put(ret);
+		return jobs_wait(c, ids, n);
+	}
+	if (c->json) {
+		print_json(c, ret);
+	} else if (!c->quiet) {
+		fprintf(c->out, "backup jobs");
+		for (i = 0; i < n; i++)
+			fprintf(c->out, "%s '%s'", i ? "," : "", ids[i]);
+		fprintf(c->out, " started at one instant, as one group; 'bsyncctl job wait ID' "
+			"follows each\n");
+	}
+	json_object_put(ret);
+	return 0;
+}
+
 int cmd_backup(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 {
 	static const struct cli_opt opts[] = {
@@ -265,12 +362,18 @@ int cmd_backup(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 
 	r = cli_parse(c, cmd, argc, argv, opts, backup_opt, &o, &pos, &n);
 	if (!r)
-		r = cli_want_args(c, cmd, n, 2, 2, names);
+		r = cli_want_args(c, cmd, n, 2, 2 * GROUP_MAX, names);
 	if (r)
 		return r;
+	if (n % 2)
+		return cli_usage_error(c, cmd, "missing argument TARGET after DEVICE %s", pos[n - 1]);
 	if (!o.sync)
 		return cli_usage_error(c, cmd, "missing option --sync (%s)",
 				       enum_list(sync_modes, list, sizeof(list)));
+	if (n > 2)
+		return backup_group(c, &o, pos, n / 2);
+	if (o.nbacking > 1)
+		return cli_usage_error(c, cmd, "--backing: given %d times for one device", o.nbacking);
 	if (o.fallback && (strcmp(o.sync, "incremental") || !o.bitmap || o.existing))
 		return cli_usage_error(c, cmd, "--fallback full goes with --sync incremental, --bitmap "
 				       "and a new TARGET");
@@ -287,36 +390,11 @@ int cmd_backup(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 			fallback_report(c, &o, pos[0], target, &f);
 			o.sync = "full";
 			o.bitmap_mode = "on-success";
-			o.backing = NULL;
+			o.nbacking = 0;
 		}
 	}
 
-	args = json_object_new_object();
-	if (o.job_id)
-		json_object_object_add(args, "job-id", json_object_new_string(o.job_id));
-	json_object_object_add(args, "device", json_object_new_string(pos[0]));
-	json_object_object_add(args, "target", json_object_new_string(target));
-	json_object_object_add(args, "format", json_object_new_string("qcow2"));
-	json_object_object_add(args, "sync", json_object_new_string(o.sync));
-	if (o.existing)
-		json_object_object_add(args, "mode", json_object_new_string("existing"));
-	if (o.bitmap)
-		json_object_object_add(args, "bitmap", json_object_new_string(o.bitmap));
-	if (o.bitmap_mode)
-		json_object_object_add(args, "bitmap-mode", json_object_new_string(o.bitmap_mode));
-	if (o.backing)
-		json_object_object_add(args, "backing-file", json_object_new_string(o.backing));
-	if (o.have_speed)
-		json_object_object_add(args, "speed", json_object_new_int64((int64_t)o.speed));
-	if (o.no_auto_finalize)
-		json_object_object_add(args, "auto-finalize", json_object_new_boolean(false));
-	if (o.no_auto_dismiss)
-		json_object_object_add(args, "auto-dismiss", json_object_new_boolean(false));
-	if (f.reason) {	/* the daemon tells its clients too (BSYNC_BACKUP_FALLBACK) */
-		json_object_object_add(args, "x-fallback-reason", json_object_new_string(f.reason));
-		json_object_object_add(args, "x-fallback-detail", json_object_new_string(f.detail));
-	}
-
+	args = backup_args(&o, pos[0], target, o.nbacking ? o.backing[0] : NULL, &f);
 	r = conn_exec(c, "drive-backup", args, &ret);
 	if (r)
 		return r;

@@ -300,6 +300,73 @@ int job_wait(struct cli *c, const char *id, bool started_here)
 	return r;
 }
 
+/*
+ * Wait for the jobs ids[0..n), started here (a group): each outcome is
+ * printed as it comes; the exit status is a failure's if any, else a
+ * cancel's.  No progress bar: several would share one line.
+ */
+int jobs_wait(struct cli *c, const char *const *ids, int n)
+{
+	struct sigaction sa = { .sa_handler = on_interrupt }, old_int, old_term;
+	struct waiter *w = calloc((size_t)n, sizeof(*w));
+	bool *done = calloc((size_t)n, sizeof(*done));
+	int i, left = n, r = 0;
+
+	if (!w || !done) {
+		free(w);
+		free(done);
+		cli_error(c, "%s: %s", c->what, strerror(ENOMEM));
+		return EXIT_FAILED;
+	}
+	for (i = 0; i < n; i++) {
+		w[i].c = c;
+		w[i].id = ids[i];
+	}
+	r = conn_open(c);
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+	interrupted = 0;
+	if (r)
+		left = 0;
+	while (left) {
+		json_object *ev;
+		int er = conn_event(c, WAIT_TICK_MS, &ev);
+
+		if (interrupted) {
+			cli_error(c, "%s: interrupted; the jobs go on ('bsyncctl job list' shows them)",
+				  c->what);
+			r = 128 + SIGINT;
+			break;
+		}
+		if (er == -ETIMEDOUT)
+			continue;
+		if (er) {
+			r = er;
+			break;
+		}
+		for (i = 0; i < n; i++) {
+			int jr;
+
+			if (done[i] || !handle_event(&w[i], ev, &jr))
+				continue;
+			done[i] = true;
+			left--;
+			/* a failure says more than the cancels it caused */
+			if (jr == EXIT_FAILED || (jr && !r))
+				r = jr;
+		}
+		json_object_put(ev);
+		if (r && r != EXIT_FAILED && r != EXIT_CANCELLED)
+			break;
+	}
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+	free(w);
+	free(done);
+	return r;
+}
+
 int cmd_job_wait(struct cli *c, const struct cli_cmd *cmd, int argc, char **argv)
 {
 	static const char *const names[] = { "ID" };

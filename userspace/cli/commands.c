@@ -106,13 +106,22 @@ const struct cli_cmd cli_cmds[] = {
 	  "  -q, --quiet   names only, one a line\n",
 	  cmd_bitmap_list },
 	{ "backup", NULL,
-	  "DEVICE TARGET --sync MODE [--bitmap NAME]\n"
-	  "         [--bitmap-mode MODE] [--backing FILE] [--existing] [--speed RATE]\n"
+	  "DEVICE TARGET [DEVICE TARGET]... --sync MODE\n"
+	  "         [--bitmap NAME] [--bitmap-mode MODE] [--backing FILE]...\n"
+	  "         [--existing] [--speed RATE]\n"
 	  "         [--job-id ID] [--no-auto-finalize] [--no-auto-dismiss] [--wait]\n"
 	  "         [--fallback full]",
 	  "back DEVICE up into the qcow2 image TARGET",
 	  "Starts a backup job of the device as it is at this instant, into a\n"
 	  "qcow2 image. Without --wait it returns once the job has started.\n"
+	  "\n"
+	  "Several DEVICE TARGET pairs (at most 16; the disks of one VM) are\n"
+	  "backed up at one instant for all, in one transaction, and their jobs\n"
+	  "(each named after its device) form a group: if one fails or is\n"
+	  "cancelled, all are cancelled and every bitmap keeps its bits, so the\n"
+	  "next try is again one incremental of every disk. --bitmap names the\n"
+	  "bitmap of each device; --backing is given once per DEVICE, in order.\n"
+	  "--job-id and --fallback take one device.\n"
 	  "\n"
 	  "Options:\n"
 	  "  --sync MODE          full: every cluster; top: the clusters that may\n"
