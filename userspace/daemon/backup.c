@@ -482,8 +482,8 @@ static int check_backup_args(const struct backup_args *a, const char *id, enum s
 	return backup_check_job_slot(a->device, id, e);
 }
 
-static int take_instant(struct backup_job *b, const struct backup_args *a,
-			const struct node_info *info, bool view, struct qerr *e)
+int backup_take_point_in_time(struct backup_job *b, const struct backup_args *a,
+			      const struct node_info *info, struct qerr *e)
 {
 	dev_t protect[2] = { info->dev, info->origin };
 	struct view_opts vo = {
@@ -500,13 +500,7 @@ static int take_instant(struct backup_job *b, const struct backup_args *a,
 	b->t_session = b->t_store + b->view.took_session;
 	if (r)
 		return qerr_set(e, "%s", err);
-	return view ? backup_prepare_view(b, e) : 0;
-}
-
-int backup_take_point_in_time(struct backup_job *b, const struct backup_args *a,
-			      const struct node_info *info, struct qerr *e)
-{
-	return take_instant(b, a, info, true, e);
+	return backup_prepare_view(b, e);
 }
 
 /* The view and what to copy, once the instant is taken. */
@@ -553,7 +547,7 @@ struct backup_job *backup_new(const char *device, const char *bitmap,
 	return b;
 }
 
-static struct backup_job *prepare(const struct backup_args *a, bool view, struct qerr *e)
+struct backup_job *backup_prepare(const struct backup_args *a, struct qerr *e)
 {
 	const char *id = a->job_id ? a->job_id : a->device;
 	struct backup_job *b;
@@ -588,7 +582,7 @@ static struct backup_job *prepare(const struct backup_args *a, bool view, struct
 		qerr_set(e, "backup cluster size %" PRIu64 " is above 64 MiB", b->set.cluster);
 		goto bad;
 	}
-	if (take_instant(b, a, &info, view, e))
+	if (backup_take_point_in_time(b, a, &info, e))
 		goto bad;
 	if (take_inject(a->device, &b->inject_skip, &b->inject_errno) == 0)
 		b->inject_skip = -1;
@@ -599,14 +593,95 @@ bad:
 	return NULL;
 }
 
-struct backup_job *backup_prepare(const struct backup_args *a, struct qerr *e)
+struct backup_job *backup_stage(const struct backup_args *a, struct qerr *e)
 {
-	return prepare(a, true, e);
+	struct backup_job *b;
+	struct node_info info;
+	struct view_opts vo = { .store_dir = store_dir, .x_store = a->x_store, .nprotect = 2 };
+	dev_t protect[2];
+	char err[512] = "";
+	struct meter t0;
+	int r;
+
+	meter_start(&t0);
+	r = node_exists(a->device);
+	if (r < 0) {
+		qerr_set(e, "cannot look up '%s': %s", a->device, strerror(-r));
+		return NULL;
+	}
+	if (!r) {
+		qerr_set(e, "Cannot find device='%s' nor node-name='%s'", a->device, a->device);
+		return NULL;
+	}
+	if (a->format && strcmp(a->format, "qcow2")) {
+		qerr_set(e, "Format '%s' is not supported for the target: bsyncd writes qcow2", a->format);
+		return NULL;
+	}
+	b = backup_new(a->device, a->bitmap, SYNC_FULL, BM_ON_SUCCESS, &info, e);
+	if (!b)
+		return NULL;
+	b->t0 = t0;
+	b->target = strdup(a->target);
+	if (!b->target) {
+		qerr_set(e, "out of memory");
+		goto bad;
+	}
+	b->created = !(a->mode && !strcmp(a->mode, "existing"));
+	if (open_target(b, a, e))
+		goto bad;
+	b->t_target = meter_read(&b->t0);
+	if (qcow2_cluster_size(b->img) > b->set.cluster)
+		b->set.cluster = qcow2_cluster_size(b->img);
+	protect[0] = info.dev;
+	protect[1] = info.origin;
+	vo.protect = protect;
+	vo.size = b->set.size;
+	if (view_provision(&b->view, b->node, &vo, err, sizeof(err))) {
+		qerr_set(e, "%s", err);
+		goto bad;
+	}
+	b->t_store = b->t_target + b->view.took_store;
+	return b;
+
+bad:
+	backup_discard(b);
+	return NULL;
 }
 
-struct backup_job *backup_prepare_instant(const struct backup_args *a, struct qerr *e)
+int backup_stage_instant(struct backup_job *b, const struct backup_args *a, struct qerr *e)
 {
-	return prepare(a, false, e);
+	const char *id = a->job_id ? a->job_id : a->device;
+	enum sync_mode sync = SYNC_FULL;
+	enum bitmap_mode bmode = BM_ON_SUCCESS;
+	struct view_opts vo = { 0 };
+	struct node_bitmap bm;
+	char err[512] = "";
+	int r;
+
+	if (check_sync_args(a, a->device, &sync, &bmode, e))
+		return -1;
+	if (a->speed < 0)
+		return qerr_set(e, "Parameter 'speed' expects a non-negative value");
+	if (backup_check_job_slot(a->device, id, e))
+		return -1;
+	b->sync = sync;
+	b->bmode = bmode;
+	if (a->bitmap && !node_find_bitmap(a->device, a->bitmap, &bm) &&
+	    bm.granularity > b->set.cluster)
+		b->set.cluster = bm.granularity;
+	if (b->set.cluster > (64u << 20))
+		return qerr_set(e, "backup cluster size %" PRIu64 " is above 64 MiB", b->set.cluster);
+	vo.size = b->set.size;
+	vo.cluster = b->set.cluster;
+	vo.mode = session_modes[b->sync];
+	vo.bitmap = b->bitmap;
+	r = view_start(&b->view, &vo, err, sizeof(err));
+	b->t_session = b->t_store + b->view.took_session;
+	if (r)
+		return qerr_set(e, "%s", err);
+	if (take_inject(a->device, &b->inject_skip, &b->inject_errno) == 0)
+		b->inject_skip = -1;
+	return 0;
 }
 
 /*

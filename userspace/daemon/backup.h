@@ -54,12 +54,16 @@ int backup_launch(struct backup_job *b, const struct backup_args *a, struct qerr
 void backup_discard(struct backup_job *b);
 
 /*
- * backup_prepare() in two steps, for a transaction: the instant (checks,
- * target, store, session: what must happen while the write gates are
- * closed), then, once they are open again, the view and what to copy.
- * backup_prepare_view() leaves b to the caller's backup_discard() on failure.
+ * backup_prepare() in three steps, for a transaction, so that guest writes
+ * wait for the least: backup_stage() before the write gates close (the
+ * device, format and mode checks, the target image, the scratch store);
+ * backup_stage_instant() while they are closed (the bitmap and job checks,
+ * the session: the instant and the frozen bitmap); backup_prepare_view()
+ * once they are open (the view and what to copy).  The last two leave b
+ * to the caller's backup_discard() on failure.
  */
-struct backup_job *backup_prepare_instant(const struct backup_args *a, struct qerr *e);
+struct backup_job *backup_stage(const struct backup_args *a, struct qerr *e);
+int backup_stage_instant(struct backup_job *b, const struct backup_args *a, struct qerr *e);
 int backup_prepare_view(struct backup_job *b, struct qerr *e);
 
 /* backup_launch(), the job joining txn (completion-mode grouped) if not NULL. */

@@ -43,6 +43,8 @@ struct action;
 
 struct action_ops {
 	const char *type;
+	/* Before the gates close, what no earlier action changes: 0 or -1 with e set. */
+	int (*stage)(struct action *a, struct qerr *e);
 	/* Take effect (gates closed): 0 or -1 with e set. */
 	int (*prepare)(struct txn *t, struct action *a, struct qerr *e);
 	/* After the gates opened, before any commit: 0 or -1 with e set. */
@@ -256,20 +258,27 @@ static void switch_abort(struct action *a)
 }
 
 /*
- * drive-backup: the session (the instant, the frozen bitmap) at prepare,
- * the view after the gates open, the job at commit (QEMU starts it there).
+ * drive-backup: the target and the store before the gates close, the
+ * session (the instant, the frozen bitmap) at prepare, the view after the
+ * gates open, the job at commit (QEMU starts it there).
  */
 static const char *backup_id(const struct backup_args *b)
 {
 	return b->job_id ? b->job_id : b->device;
 }
 
+static int backup_stage_action(struct action *a, struct qerr *e)
+{
+	if (commands_backup_args(a->data, &a->bargs, e))
+		return -1;
+	a->backup = backup_stage(&a->bargs, e);
+	return a->backup ? 0 : -1;
+}
+
 static int backup_prepare_action(struct txn *t, struct action *a, struct qerr *e)
 {
 	struct action *p;
 
-	if (commands_backup_args(a->data, &a->bargs, e))
-		return -1;
 	/* the jobs of earlier actions are not known to QMP yet */
 	for (p = t->acts; p < a; p++) {
 		if (!p->backup)
@@ -280,8 +289,7 @@ static int backup_prepare_action(struct txn *t, struct action *a, struct qerr *e
 		if (!strcmp(backup_id(&p->bargs), backup_id(&a->bargs)))
 			return qerr_set(e, "Job ID '%s' already in use", backup_id(&a->bargs));
 	}
-	a->backup = backup_prepare_instant(&a->bargs, e);
-	return a->backup ? 0 : -1;
+	return backup_stage_instant(a->backup, &a->bargs, e);
 }
 
 static int backup_settle(struct action *a, struct qerr *e)
@@ -316,8 +324,9 @@ static const struct action_ops action_ops[] = {
 	{ .type = "block-dirty-bitmap-disable", .prepare = disable_prepare, .abort = switch_abort },
 	{ .type = "block-dirty-bitmap-merge", .prepare = merge_prepare, .abort = merge_abort,
 	  .clean = drop_copy },
-	{ .type = "drive-backup", .prepare = backup_prepare_action, .settle = backup_settle,
-	  .commit = backup_commit_action, .abort = backup_abort_action },
+	{ .type = "drive-backup", .stage = backup_stage_action, .prepare = backup_prepare_action,
+	  .settle = backup_settle, .commit = backup_commit_action, .abort = backup_abort_action,
+	  .clean = backup_abort_action },
 };
 
 #define NOPS (sizeof(action_ops) / sizeof(action_ops[0]))
@@ -510,23 +519,35 @@ static void clean_all(struct txn *t, size_t n)
 			t->acts[i].ops->clean(&t->acts[i]);
 }
 
-/* Prepare every action with the gates closed; 0 or -1 with e set, all undone. */
+/*
+ * Stage what can be made before the gates close, then prepare every action
+ * with the gates closed; 0 or -1 with e set, all undone.  A failed stage
+ * reports its error only if every action before it prepares (QEMU's order).
+ */
 static int prepare_all(struct txn *t, struct qerr *e)
 {
+	struct qerr staged = { 0 };
 	const char *broken;
-	size_t i;
+	size_t i, n;
 	struct meter m;
 
-	if (gates_close(t, e))
+	for (n = 0; n < t->n; n++)
+		if (t->acts[n].ops->stage && t->acts[n].ops->stage(&t->acts[n], &staged))
+			break;
+	if (gates_close(t, e)) {
+		clean_all(t, t->n);
 		return -1;
+	}
 	meter_start(&m);
-	for (i = 0; i < t->n; i++)
+	for (i = 0; i < n; i++)
 		if (t->acts[i].ops->prepare(t, &t->acts[i], e))
 			break;
 	if (i < t->n) {
+		if (i == n)
+			*e = staged;
 		/* the gates still closed: the undo too is at the instant */
 		abort_prepared(t, i);
-		clean_all(t, i + 1);
+		clean_all(t, t->n);
 		gates_open(t, t->ngated);
 		return -1;
 	}

@@ -19,11 +19,9 @@
 
 #define VIEW_PREFIX "bsyncd-snap-"
 
-int view_begin(struct view *v, const char *node, const struct view_opts *o,
-	       char *err, size_t errlen)
+int view_provision(struct view *v, const char *node, const struct view_opts *o,
+		   char *err, size_t errlen)
 {
-	struct store store = { .fd = -1 };
-	char msg[BITMAP_NAME_MAX + 256];
 	struct meter m;
 	int r;
 
@@ -31,27 +29,46 @@ int view_begin(struct view *v, const char *node, const struct view_opts *o,
 	snprintf(v->node, sizeof(v->node), "%s", node);
 	v->size = o->size;
 	meter_start(&m);
-	r = store_provision(o->store_dir, o->x_store, o->size, o->protect, o->nprotect, &store,
+	r = store_provision(o->store_dir, o->x_store, o->size, o->protect, o->nprotect, &v->pending,
 			    err, errlen);
-	if (r)
-		return r;
-	snprintf(v->store, sizeof(v->store), "%s", store.dev);
-	snprintf(msg, sizeof(msg), "session_start %s %" PRIu64 " %s %s", store.dev, o->cluster,
-		 o->mode, o->bitmap ? o->bitmap : "-");
+	if (!r) {
+		snprintf(v->store, sizeof(v->store), "%s", v->pending.dev);
+		v->has_pending = true;
+	}
 	v->took_store = meter_read(&m);
+	return r;
+}
+
+int view_start(struct view *v, const struct view_opts *o, char *err, size_t errlen)
+{
+	char msg[BITMAP_NAME_MAX + 256];
+	struct meter m;
+	int r;
+
+	snprintf(msg, sizeof(msg), "session_start %s %" PRIu64 " %s %s", v->store, o->cluster,
+		 o->mode, o->bitmap ? o->bitmap : "-");
 	meter_start(&m);
-	r = node_message(node, msg, NULL, err, errlen);
+	r = node_message(v->node, msg, NULL, err, errlen);
 	/* the session holds the store now (or failed): the daemon's hold goes */
-	store_release(&store);
+	store_release(&v->pending);
+	v->has_pending = false;
 	v->took_session = meter_read(&m);
 	if (r) {
 		if (r == -EBUSY)
 			snprintf(err, errlen, "Node '%s' is busy: a copy-before-write session is already "
-				 "active (another program, or a view left open)", node);
+				 "active (another program, or a view left open)", v->node);
 		return r;
 	}
 	v->session = true;
 	return 0;
+}
+
+int view_begin(struct view *v, const char *node, const struct view_opts *o,
+	       char *err, size_t errlen)
+{
+	int r = view_provision(v, node, o, err, errlen);
+
+	return r ? r : view_start(v, o, err, errlen);
 }
 
 int view_create(struct view *v, char *err, size_t errlen)
@@ -145,6 +162,10 @@ static void view_remove_async(const char *name)
 
 void view_release(struct view *v)
 {
+	if (v->has_pending) {
+		store_release(&v->pending);
+		v->has_pending = false;
+	}
 	if (v->name[0]) {
 		view_remove_async(v->name);
 		v->name[0] = 0;

@@ -21,6 +21,7 @@
 #include <sys/types.h>
 
 #include "node.h"
+#include "store.h"
 
 #define VIEW_NAME_MAX 160
 
@@ -41,6 +42,8 @@ struct view {
 	char store[64];			/* the store handed to the session */
 	uint64_t size;
 	bool session;			/* kernel session active */
+	struct store pending;		/* provisioned, not yet handed to a session, */
+	bool has_pending;		/* if this is set */
 	/* seconds each step of view_begin() took, for the caller's log */
 	double took_store, took_session;
 };
@@ -51,6 +54,16 @@ struct view {
  */
 int view_begin(struct view *v, const char *node, const struct view_opts *o,
 	       char *err, size_t errlen);
+
+/*
+ * view_begin() in two steps, so that the store is made before a
+ * transaction's write gates close and only the session starts while they
+ * are: view_provision() (v and its store), then view_start() with the same
+ * options.  view_release() drops a store never handed to a session.
+ */
+int view_provision(struct view *v, const char *node, const struct view_opts *o,
+		   char *err, size_t errlen);
+int view_start(struct view *v, const struct view_opts *o, char *err, size_t errlen);
 
 /* Make the read-only view of the instant.  0, or -errno with the QMP error text. */
 int view_create(struct view *v, char *err, size_t errlen);
