@@ -17,9 +17,20 @@ size=$((16 * 1024 * 1024))
 sectors=$((size / 512))
 out=$(mktemp -d /tmp/bsyncd-txn.XXXXXX)
 
+# What a hang left to see: the daemon's log and the kernel's, before the
+# runner's timeout kills the test.
+diagnose() {
+	tail -n 60 "$BSYNCD_LOG" | sed 's/^/# bsyncd: /'
+	dmesg | tail -n 30 | sed 's/^/# kernel: /'
+}
+( sleep "${TXN_WATCHDOG:-420}"; echo "# watchdog: still running"; diagnose ) &
+watchdog=$!
+
 cleanup() {
+	pkill -P "$watchdog" sleep 2>/dev/null
+	kill "$watchdog" 2>/dev/null
 	[ -z "${writer:-}" ] || kill "$writer" 2>/dev/null
-	[ "$_tap_failed" = 0 ] || tail -n 80 "$BSYNCD_LOG" | sed 's/^/# bsyncd: /'
+	[ "$_tap_failed" = 0 ] || diagnose
 	bsyncd_stop
 	for dv in x0 x1 xl0 xl1; do dm remove $dv 2>/dev/null; done
 	rm -rf "$out"
@@ -41,7 +52,7 @@ ok $? "two bsync devices x0 and x1"
 # A daemon that hangs fails the test instead of stalling it.
 q() {
 	local cmd=$1 args=${2:-}
-	timeout 60 qmp-exec "$BSYNCD_SOCK" "{\"execute\": \"$cmd\"${args:+, \"arguments\": $args}}"
+	timeout 20 qmp-exec "$BSYNCD_SOCK" "{\"execute\": \"$cmd\"${args:+, \"arguments\": $args}}"
 }
 
 act() { # TYPE DATA-JSON
@@ -61,7 +72,7 @@ txn() { # MODE ACTION... : the transaction request
 nojobs="for i in \$(seq 200); do timeout 20 qmp-exec $BSYNCD_SOCK '{\"execute\": \"query-jobs\"}' |
 	grep -q '^{\"return\":\[\]}' && exit 0; sleep 0.1; done; exit 1"
 run_txn() {
-	timeout 120 qmp-exec "$BSYNCD_SOCK" "$(txn "$@")" --sh "$nojobs" --events 100 0.3 >"$out/ev" 2>/dev/null
+	timeout 60 qmp-exec "$BSYNCD_SOCK" "$(txn "$@")" --sh "$nojobs" --events 100 0.3 >"$out/ev" 2>/dev/null
 	head -1 "$out/ev" | jq -r '.error.desc // "ok"'
 }
 # end JOB: how a job ended: completed, "error:<text>" or cancelled
@@ -131,7 +142,9 @@ expect_eq "" "$(leftovers)" "abort: no bitmap, job, view, session or held gate l
 [ ! -e "$out/a1.qcow2" ]
 ok $? "abort: the backup's target was removed"
 
-qemu-io -f raw -t none -c "write -P 0x24 7M 64k" /dev/mapper/x1 >/dev/null
+echo "# rollback"
+timeout 20 qemu-io -f raw -t none -c "write -P 0x24 7M 64k" /dev/mapper/x1 >/dev/null
+ok $? "a write to x1 after the aborted transaction"
 expect_eq "Granularity must be power of 2 and at least 512" \
 	"$(run_txn individual "$(act block-dirty-bitmap-add '{"node": "x0", "name": "r0"}')" \
 		"$(act block-dirty-bitmap-clear '{"node": "x1", "name": "b1"}')" \
@@ -148,6 +161,7 @@ expect_eq "Action 'block-dirty-bitmap-add' does not support transaction property
 	"grouped refuses a bitmap action (QEMU)"
 
 # --- causality: a consistent cut under an alternating writer
+echo "# causality"
 # Block k of a round's area on x<k%2> gets sequence number k; each write
 # O_DIRECT, after the previous completed. The writer reports how many it
 # wrote and the longest a write waited (the guest-visible pause).
