@@ -95,24 +95,27 @@ static void msg_quiet(const char *node, const char *msg)
 }
 
 /*
- * Keep a copy of a->name in a disabled bitmap of the same granularity, so
- * that abort can give the bits back (QEMU keeps the old HBitmap).
+ * A recording bitmap beside a->name, of its granularity, so that abort can
+ * give it its bits back (QEMU keeps the old HBitmap): a copy of it (copy),
+ * or empty, to catch the writes a disabled bitmap misses.  It records from
+ * the instant on, so an abort after the gates opened loses no write.
  */
-static int save_copy(struct txn *t, struct action *a, uint64_t granularity, struct qerr *e)
+static int keep_bits(struct txn *t, struct action *a, uint64_t granularity, bool copy,
+		     struct qerr *e)
 {
 	char msg[BITMAP_NAME_MAX + 96], err[512];
 
 	snprintf(a->tmp, sizeof(a->tmp), TXN_TMP_PREFIX "%016" PRIx64 ".%zu", t->token,
 		 (size_t)(a - t->acts));
-	snprintf(msg, sizeof(msg), "add %s %" PRIu64 " disabled", a->tmp, granularity);
+	snprintf(msg, sizeof(msg), "add %s %" PRIu64, a->tmp, granularity);
 	if (node_message(a->node, msg, NULL, err, sizeof(err))) {
 		a->tmp[0] = 0;
-		return qerr_set(e, "cannot keep a copy of bitmap '%s' to undo the action: %s",
+		return qerr_set(e, "cannot keep the bits of bitmap '%s' to undo the action: %s",
 				a->name, err);
 	}
 	snprintf(msg, sizeof(msg), "merge %s %s", a->tmp, a->name);
-	if (node_message(a->node, msg, NULL, err, sizeof(err)))
-		return qerr_set(e, "cannot keep a copy of bitmap '%s' to undo the action: %s",
+	if (copy && node_message(a->node, msg, NULL, err, sizeof(err)))
+		return qerr_set(e, "cannot keep the bits of bitmap '%s' to undo the action: %s",
 				a->name, err);
 	return 0;
 }
@@ -128,7 +131,7 @@ static void drop_copy(struct action *a)
 	a->tmp[0] = 0;
 }
 
-/* The bitmap := its copy, undoing a clear or a merge. */
+/* The bitmap := (its copy and) what was written since: undoes a clear or a merge. */
 static void restore_copy(struct action *a, bool clear_first)
 {
 	char msg[BITMAP_NAME_MAX + 96];
@@ -202,7 +205,7 @@ static int copy_then(struct txn *t, struct action *a, const char *cmd, struct qe
 
 	bitmap_names(a);
 	if (commands_bitmap_usable(a->node, a->name, true, &b, e) ||
-	    save_copy(t, a, b.granularity, e))
+	    keep_bits(t, a, b.granularity, true, e))
 		return -1;
 	return commands_call(cmd, a->data, e);
 }
@@ -227,8 +230,12 @@ static void merge_abort(struct action *a)
 	restore_copy(a, true);
 }
 
-/* block-dirty-bitmap-enable and -disable: abort sets the state back */
-static int switch_prepare(struct action *a, const char *cmd, struct qerr *e)
+/*
+ * block-dirty-bitmap-enable and -disable: abort sets the state back; a
+ * disabled bitmap gets the writes made until then from a bitmap that
+ * recorded them meanwhile.
+ */
+static int switch_prepare(struct txn *t, struct action *a, const char *cmd, struct qerr *e)
 {
 	struct node_bitmap b;
 
@@ -236,17 +243,20 @@ static int switch_prepare(struct action *a, const char *cmd, struct qerr *e)
 	if (commands_bitmap_usable(a->node, a->name, true, &b, e))
 		return -1;
 	a->was_recording = b.recording;
+	if (a->was_recording && !strcmp(cmd, "block-dirty-bitmap-disable") &&
+	    keep_bits(t, a, b.granularity, false, e))
+		return -1;
 	return commands_call(cmd, a->data, e);
 }
 
 static int enable_prepare(struct txn *t, struct action *a, struct qerr *e)
 {
-	return switch_prepare(a, "block-dirty-bitmap-enable", e);
+	return switch_prepare(t, a, "block-dirty-bitmap-enable", e);
 }
 
 static int disable_prepare(struct txn *t, struct action *a, struct qerr *e)
 {
-	return switch_prepare(a, "block-dirty-bitmap-disable", e);
+	return switch_prepare(t, a, "block-dirty-bitmap-disable", e);
 }
 
 static void switch_abort(struct action *a)
@@ -255,6 +265,7 @@ static void switch_abort(struct action *a)
 
 	snprintf(msg, sizeof(msg), "%s %s", a->was_recording ? "enable" : "disable", a->name);
 	msg_quiet(a->node, msg);
+	restore_copy(a, false);
 }
 
 /*
@@ -321,7 +332,8 @@ static const struct action_ops action_ops[] = {
 	{ .type = "block-dirty-bitmap-clear", .prepare = clear_prepare, .abort = clear_abort,
 	  .clean = drop_copy },
 	{ .type = "block-dirty-bitmap-enable", .prepare = enable_prepare, .abort = switch_abort },
-	{ .type = "block-dirty-bitmap-disable", .prepare = disable_prepare, .abort = switch_abort },
+	{ .type = "block-dirty-bitmap-disable", .prepare = disable_prepare, .abort = switch_abort,
+	  .clean = drop_copy },
 	{ .type = "block-dirty-bitmap-merge", .prepare = merge_prepare, .abort = merge_abort,
 	  .clean = drop_copy },
 	{ .type = "drive-backup", .stage = backup_stage_action, .prepare = backup_prepare_action,
@@ -545,10 +557,14 @@ static int prepare_all(struct txn *t, struct qerr *e)
 	if (i < t->n) {
 		if (i == n)
 			*e = staged;
-		/* the gates still closed: the undo too is at the instant */
+		/*
+		 * Undone after the gates open (a session is not ended under a
+		 * hold): what the actions took away, writes included, comes
+		 * back from the bitmaps kept beside them and from successors.
+		 */
+		gates_open(t, t->ngated);
 		abort_prepared(t, i);
 		clean_all(t, t->n);
-		gates_open(t, t->ngated);
 		return -1;
 	}
 	broken = gates_open(t, t->ngated);
