@@ -70,7 +70,7 @@ txn() { # MODE ACTION... : the transaction request
 }
 # run_txn MODE ACTION...: the reply, then every event until no job is left, to $out/ev
 nojobs="for i in \$(seq 200); do timeout 20 qmp-exec $BSYNCD_SOCK '{\"execute\": \"query-jobs\"}' |
-	grep -q '^{\"return\":\[\]}' && exit 0; sleep 0.1; done; exit 1"
+	grep -q '^{\"return\":\[\]' && exit 0; sleep 0.1; done; exit 1"
 run_txn() {
 	timeout 60 qmp-exec "$BSYNCD_SOCK" "$(txn "$@")" --sh "$nojobs" --events 100 0.3 >"$out/ev" 2>/dev/null
 	head -1 "$out/ev" | jq -r '.error.desc // "ok"'
@@ -83,13 +83,17 @@ end_of() {
 		elif .data.error then "error" else "completed" end) // "none"' "$out/ev"
 }
 leftovers() { # what a failed transaction must not leave: jobs, views, sessions, helper bitmaps
-	q query-jobs | jq -r '.return[].id'
+	local j b
+	j=$(q query-jobs)
+	b=$(q query-named-block-nodes)
+	[[ $j == '{"return":'* && $b == '{"return":'* ]] || echo "a query failed: $j $b"
+	jq -r '.return[].id' <<<"$j"
 	dmsetup ls --target bsync-snap 2>/dev/null | grep -v '^No devices'
 	for n in x0 x1; do
 		dm message $n 0 session_status | grep -v '^state=none' | sed "s/^/$n: /"
 		dm message $n 0 gate_status | grep -v '^state=open' | sed "s/^/$n: /"
 	done
-	q query-named-block-nodes | jq -r '.return[]."dirty-bitmaps"[] | .name // "anon"' | grep -v '^b[01]$'
+	jq -r '.return[]."dirty-bitmaps"[] | .name // "anon"' <<<"$b" | grep -v '^b[01]$'
 }
 
 # --- iotest 124: bitmaps added and full backups, in one transaction
