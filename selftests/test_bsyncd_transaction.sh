@@ -23,12 +23,11 @@ diagnose() {
 	tail -n 60 "$BSYNCD_LOG" | sed 's/^/# bsyncd: /'
 	dmesg | tail -n 30 | sed 's/^/# kernel: /'
 }
-( sleep "${TXN_WATCHDOG:-420}"; echo "# watchdog: still running"; diagnose ) &
+( sleep "${TXN_WATCHDOG:-420}" && { echo "# watchdog: still running"; diagnose; } ) &
 watchdog=$!
 
 cleanup() {
 	pkill -P "$watchdog" sleep 2>/dev/null
-	kill "$watchdog" 2>/dev/null
 	[ -z "${writer:-}" ] || kill "$writer" 2>/dev/null
 	[ "$_tap_failed" = 0 ] || diagnose
 	bsyncd_stop
@@ -227,7 +226,8 @@ for ((r = 0; r < rounds; r++)); do
 		! qemu-img convert -f qcow2 -O raw "$out/c1.qcow2" "$out/c1.raw"; then
 		continue
 	fi
-	read -r m missing < <(python3 -c "$check_py" "$base" "$nseq" "$out/c0.raw" "$out/c1.raw")
+	cut=$(python3 -c "$check_py" "$base" "$nseq" "$out/c0.raw" "$out/c1.raw")
+	read -r m missing <<<"$cut"
 	echo "# round $r: the images hold sequence 1..$m, $missing missing below it; writer: $(cat "$out/prog") (count, longest write s)"
 	[ "$missing" = 0 ] && consistent=$((consistent + 1))
 	[ "$m" -gt 0 ] && [ "$m" -lt "$nseq" ] && interior=$((interior + 1))
