@@ -252,6 +252,39 @@ TEST_F(group, messages_act_at_the_held_instant)
 	ASSERT_EQ(0, bt_msg(dev[0], NULL, 0, "remove y"));
 }
 
+/*
+ * A session started and ended under one hold (bsyncd's rollback of a
+ * transaction): the write held across both lands once the gate opens,
+ * later writes pass, and a later session works.
+ */
+TEST_F(group, session_started_and_ended_under_a_hold)
+{
+	char st[256];
+	struct aw w;
+
+	ASSERT_EQ(0, bt_msg(dev[0], NULL, 0, "gate_close 41 10000"));
+	ASSERT_EQ(0, aw_start(&w, dev[0], 64 * KiB, 0x41));
+	usleep(100000);
+	ASSERT_EQ(0, bt_msg(dev[0], NULL, 0, "session_start %s 64k full -", mapper(store[0])));
+	ASSERT_EQ(0, bt_msg(dev[0], NULL, 0, "session_end"));
+	EXPECT_FALSE(atomic_load(&w.done)) TH_LOG("a session message opened the held gate");
+	ASSERT_EQ(0, bt_msg(dev[0], NULL, 0, "gate_open 41"));
+	ASSERT_EQ(0, aw_wait(&w, 5000));
+	ASSERT_EQ(0, aw_start(&w, dev[0], 128 * KiB, 0x42));
+	ASSERT_EQ(0, aw_wait(&w, 5000));
+	EXPECT_EQ(0x41ULL, read_val(dev[0], 64 * KiB));
+	EXPECT_EQ(0x42ULL, read_val(dev[0], 128 * KiB));
+
+	ASSERT_EQ(0, bt_msg(dev[0], NULL, 0, "session_start %s 64k full -", mapper(store[0])));
+	ASSERT_EQ(0, aw_start(&w, dev[0], 192 * KiB, 0x43));
+	ASSERT_EQ(0, aw_wait(&w, 5000));
+	ASSERT_EQ(0, bt_msg(dev[0], st, sizeof(st), "session_status"));
+	EXPECT_NE(NULL, strstr(st, " preserved=1 ")) TH_LOG("session_status: %s", st);
+	ASSERT_EQ(0, bt_msg(dev[0], NULL, 0, "session_end"));
+	ASSERT_EQ(0, gate_status(dev[0], st, sizeof(st)));
+	EXPECT_STREQ("state=open expiries=0", st);
+}
+
 /* A hold nobody opens opens itself at its timeout; the token then reports it. */
 TEST_F(group, hold_times_out)
 {
