@@ -547,6 +547,21 @@ struct backup_job *backup_new(const char *device, const char *bitmap,
 	return b;
 }
 
+/* The target image, made or opened; a larger cluster than the copy's becomes the copy's. */
+static int backup_target(struct backup_job *b, const struct backup_args *a, struct qerr *e)
+{
+	b->target = strdup(a->target);
+	if (!b->target)
+		return qerr_set(e, "out of memory");
+	b->created = !(a->mode && !strcmp(a->mode, "existing"));
+	if (open_target(b, a, e))
+		return -1;
+	b->t_target = meter_read(&b->t0);
+	if (qcow2_cluster_size(b->img) > b->set.cluster)
+		b->set.cluster = qcow2_cluster_size(b->img);
+	return 0;
+}
+
 struct backup_job *backup_prepare(const struct backup_args *a, struct qerr *e)
 {
 	const char *id = a->job_id ? a->job_id : a->device;
@@ -564,20 +579,11 @@ struct backup_job *backup_prepare(const struct backup_args *a, struct qerr *e)
 	if (!b)
 		return NULL;
 	b->t0 = t0;
-	b->target = strdup(a->target);
 	if (a->bitmap && !node_find_bitmap(a->device, a->bitmap, &bm) &&
 	    bm.granularity > b->set.cluster)
 		b->set.cluster = bm.granularity;
-	if (!b->target) {
-		qerr_set(e, "out of memory");
+	if (backup_target(b, a, e))
 		goto bad;
-	}
-	b->created = !(a->mode && !strcmp(a->mode, "existing"));
-	if (open_target(b, a, e))
-		goto bad;
-	b->t_target = meter_read(&b->t0);
-	if (qcow2_cluster_size(b->img) > b->set.cluster)
-		b->set.cluster = qcow2_cluster_size(b->img);
 	if (b->set.cluster > (64u << 20)) {
 		qerr_set(e, "backup cluster size %" PRIu64 " is above 64 MiB", b->set.cluster);
 		goto bad;
@@ -621,17 +627,8 @@ struct backup_job *backup_stage(const struct backup_args *a, struct qerr *e)
 	if (!b)
 		return NULL;
 	b->t0 = t0;
-	b->target = strdup(a->target);
-	if (!b->target) {
-		qerr_set(e, "out of memory");
+	if (backup_target(b, a, e))
 		goto bad;
-	}
-	b->created = !(a->mode && !strcmp(a->mode, "existing"));
-	if (open_target(b, a, e))
-		goto bad;
-	b->t_target = meter_read(&b->t0);
-	if (qcow2_cluster_size(b->img) > b->set.cluster)
-		b->set.cluster = qcow2_cluster_size(b->img);
 	protect[0] = info.dev;
 	protect[1] = info.origin;
 	vo.protect = protect;

@@ -88,15 +88,16 @@ static inline uint64_t get64(const uint8_t *p)
 
 /*
  * Whole reads and writes on a connection's socket: into in, or out of out
- * (the other NULL).  -1 on EOF, error or timeout (the connection is over).
+ * (the other NULL), a send with MSG_NOSIGNAL and @more (0 or MSG_MORE).
+ * -1 on EOF, error or timeout (the connection is over).
  */
-static inline int sock_full(int fd, void *in, const void *out, size_t n)
+static inline int sock_full(int fd, void *in, const void *out, size_t n, int more)
 {
 	size_t done = 0;
 
 	while (done < n) {
 		ssize_t r = in ? recv(fd, (uint8_t *)in + done, n - done, 0) :
-				 send(fd, (const uint8_t *)out + done, n - done, MSG_NOSIGNAL);
+				 send(fd, (const uint8_t *)out + done, n - done, MSG_NOSIGNAL | more);
 
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -109,12 +110,12 @@ static inline int sock_full(int fd, void *in, const void *out, size_t n)
 
 static inline int recv_full(int fd, void *buf, size_t n)
 {
-	return sock_full(fd, buf, NULL, n);
+	return sock_full(fd, buf, NULL, n, 0);
 }
 
 static inline int send_full(int fd, const void *buf, size_t n)
 {
-	return sock_full(fd, NULL, buf, n);
+	return sock_full(fd, NULL, buf, n, 0);
 }
 
 /* A connection's whole reads and writes: in the clear, or through its TLS session. */

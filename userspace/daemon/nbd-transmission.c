@@ -273,20 +273,7 @@ static int splice_out(struct nbd_client *c, size_t n, bool more)
 /* A reply's header, told to wait for the data behind it where it can. */
 static int send_head(struct nbd_client *c, const uint8_t *h, size_t n, bool spliced)
 {
-	size_t done = 0;
-
-	if (!spliced)
-		return conn_send(c, h, n);
-	while (done < n) {
-		ssize_t r = send(c->fd, h + done, n - done, MSG_NOSIGNAL | MSG_MORE);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		done += (size_t)r;
-	}
-	return 0;
+	return spliced ? sock_full(c->fd, NULL, h, n, MSG_MORE) : conn_send(c, h, n);
 }
 
 /*
