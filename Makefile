@@ -133,6 +133,13 @@ lint: tools
 	perl $(TOOLS)/scripts/checkpatch.pl --strict --no-tree --terse --show-types \
 		-f dm-bsync/*.c dm-bsync/*.h
 	$(MAKE) -C userspace lint
+	@# The documentation, as strict as debian/rules' rst2man --strict (a warning
+	@# fails the package build), after a canary: a short title underline must fail.
+	@! printf 'Title here\n===\n\ntext\n' | rst2html --strict - >/dev/null 2>&1 || \
+		{ echo "lint: rst2html --strict passed a broken document" >&2; exit 1; }
+	@for f in Documentation/*.rst Documentation/admin-guide/device-mapper/*.rst; do \
+		rst2html --strict $$f >/dev/null || { echo "lint: $$f" >&2; exit 1; }; \
+	done
 	@# The systemd units, ExecStart pointed at /bin/true (lint needs no build); any message fails.
 	@d=$$(mktemp -d) && for u in bsyncd bsync-activate; do \
 		sed 's|^\(ExecStart=\)/usr/local/s*bin/[a-z-]*|\1/bin/true|' scripts/$$u.service >$$d/$$u.service; \
