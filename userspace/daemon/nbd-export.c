@@ -33,15 +33,6 @@ struct export {
 static struct export *exports;
 static const struct tls_creds *server_tls;	/* the running server's, in use */
 
-static const char *sget(json_object *o, const char *k)
-{
-	json_object *v;
-
-	if (!o || !json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
 static bool has(json_object *o, const char *k)
 {
 	json_object *v;
@@ -129,7 +120,7 @@ int nbd_export_cmd_server_start(json_object *args, json_object **ret, struct qer
 		if (maxc < 0 || maxc > UINT32_MAX)
 			return qerr_set(e, "Parameter 'max-connections' expects uint32");
 	}
-	type = sget(addr, "type");
+	type = json_str_member(addr, "type");
 	if (!type)
 		return qerr_set(e, "Parameter 'addr.type' is missing");
 	data = addr;
@@ -143,19 +134,19 @@ int nbd_export_cmd_server_start(json_object *args, json_object **ret, struct qer
 	if (nbd_server_running())
 		return qerr_set(e, "NBD server already running");
 	if (!strcmp(type, "unix")) {
-		o.unix_path = sget(data, "path");
+		o.unix_path = json_str_member(data, "path");
 		if (!o.unix_path)
 			return qerr_set(e, "Parameter 'addr.path' is missing");
 	} else if (!strcmp(type, "inet")) {
 		json_object *allow = json_object_object_get(args, "x-allow-tcp-loopback");
 
-		o.host = sget(data, "host");
-		o.port = sget(data, "port");
+		o.host = json_str_member(data, "host");
+		o.port = json_str_member(data, "port");
 		if (!o.host)
 			return qerr_set(e, "Parameter 'addr.host' is missing");
 		if (!o.port)
 			return qerr_set(e, "Parameter 'addr.port' is missing");
-		if (!sget(args, "tls-creds") && (!allow || !json_object_get_boolean(allow)))
+		if (!json_str_member(args, "tls-creds") && (!allow || !json_object_get_boolean(allow)))
 			return qerr_set(e, "NBD over TCP needs TLS: pass 'tls-creds' (the id of a "
 					"tls-creds-x509 or tls-creds-psk object-add'ed with endpoint "
 					"'server'), serve a Unix socket, or pass 'x-allow-tcp-loopback': "
@@ -167,7 +158,7 @@ int nbd_export_cmd_server_start(json_object *args, json_object **ret, struct qer
 		return qerr_set(e, "Parameter 'addr.type' does not accept value '%s'", type);
 	}
 	o.max_connections = (unsigned)maxc;
-	if (sget(args, "tls-creds") && !(o.tls = tls_creds_get(sget(args, "tls-creds"), e)))
+	if (json_str_member(args, "tls-creds") && !(o.tls = tls_creds_get(json_str_member(args, "tls-creds"), e)))
 		return -1;
 	if (nbd_server_start(&o, err, sizeof(err))) {
 		if (o.tls)
@@ -177,7 +168,7 @@ int nbd_export_cmd_server_start(json_object *args, json_object **ret, struct qer
 	server_tls = o.tls;
 	fprintf(stderr, "bsyncd: NBD server listening on %s%s%s%s%s\n",
 		o.unix_path ? o.unix_path : o.host, o.unix_path ? "" : ":", o.unix_path ? "" : o.port,
-		o.tls ? ", TLS required with " : "", o.tls ? sget(args, "tls-creds") : "");
+		o.tls ? ", TLS required with " : "", o.tls ? json_str_member(args, "tls-creds") : "");
 	return 0;
 }
 
@@ -219,11 +210,11 @@ static int export_bitmap(json_object *args, const char *node, const char **bitma
 	b = json_object_array_get_idx(a, 0);
 	if (json_object_is_type(b, json_type_string)) {
 		*bitmap = json_object_get_string(b);
-	} else if (json_object_is_type(b, json_type_object) && sget(b, "node") && sget(b, "name")) {
-		if (strcmp(sget(b, "node"), node))
+	} else if (json_object_is_type(b, json_type_object) && json_str_member(b, "node") && json_str_member(b, "name")) {
+		if (strcmp(json_str_member(b, "node"), node))
 			return qerr_set(e, "Bitmap '%s' is not found: bsyncd exports bitmaps of the "
-					"exported node '%s' only", sget(b, "name"), node);
-		*bitmap = sget(b, "name");
+					"exported node '%s' only", json_str_member(b, "name"), node);
+		*bitmap = json_str_member(b, "name");
 	} else {
 		return qerr_set(e, "Invalid parameter type for 'bitmaps[0]', expected: BlockDirtyBitmapOrStr");
 	}
@@ -270,8 +261,8 @@ static int export_open(struct export *x, struct qerr *e)
 
 int nbd_export_cmd_add(json_object *args, json_object **ret, struct qerr *e)
 {
-	const char *id = sget(args, "id"), *node = sget(args, "node-name");
-	const char *name = sget(args, "name"), *bitmap;
+	const char *id = json_str_member(args, "id"), *node = json_str_member(args, "node-name");
+	const char *name = json_str_member(args, "name"), *bitmap;
 	json_object *v;
 	struct export *x;
 	int r;
@@ -337,7 +328,7 @@ int nbd_export_cmd_add(json_object *args, json_object **ret, struct qerr *e)
 
 int nbd_export_cmd_del(json_object *args, json_object **ret, struct qerr *e)
 {
-	const char *id = sget(args, "id"), *mode = sget(args, "mode");
+	const char *id = json_str_member(args, "id"), *mode = json_str_member(args, "mode");
 	struct export *x = export_find(id);
 	bool hard = mode && !strcmp(mode, "hard");
 

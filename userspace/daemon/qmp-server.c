@@ -129,6 +129,15 @@ int qerr_set_class(struct qerr *e, const char *cls, const char *fmt, ...)
 	return -1;
 }
 
+const char *json_str_member(json_object *o, const char *k)
+{
+	json_object *v;
+
+	if (!o || !json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
 const char *json_unexpected_key(json_object *o, const char *const *allowed)
 {
 	struct json_object_iterator it = json_object_iter_begin(o), end = json_object_iter_end(o);

@@ -58,6 +58,8 @@ void qmp_event(const char *name, json_object *data);
 
 /* The first key of o not in the NULL-terminated allowed list, or NULL. */
 const char *json_unexpected_key(json_object *o, const char *const *allowed);
+/* Member @k of @o if it is a string, else NULL (absent, null, another type; @o may be NULL). */
+const char *json_str_member(json_object *o, const char *k);
 
 /* The daemon lock, held by the dispatcher and by job threads. */
 void daemon_lock(void);

@@ -77,15 +77,6 @@ struct txn {
 	size_t ngated;
 };
 
-static const char *str_member(json_object *o, const char *name)
-{
-	json_object *v;
-
-	if (!json_object_object_get_ex(o, name, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
 static void msg_quiet(const char *node, const char *msg)
 {
 	char err[512];
@@ -148,10 +139,10 @@ static void restore_copy(struct action *a, bool clear_first)
 
 static void bitmap_names(struct action *a)
 {
-	a->node = str_member(a->data, "node");
-	a->name = str_member(a->data, "name");
+	a->node = json_str_member(a->data, "node");
+	a->name = json_str_member(a->data, "name");
 	if (!a->name)
-		a->name = str_member(a->data, "target");	/* merge */
+		a->name = json_str_member(a->data, "target");	/* merge */
 }
 
 /* abort */
@@ -444,10 +435,10 @@ static int gate_list(struct txn *t, struct qerr *e)
 	if (!t->gated)
 		return qerr_set(e, "out of memory");
 	for (i = 0; i < t->n; i++) {
-		const char *dev = str_member(t->acts[i].data, "node");
+		const char *dev = json_str_member(t->acts[i].data, "node");
 
 		if (!dev)
-			dev = str_member(t->acts[i].data, "device");
+			dev = json_str_member(t->acts[i].data, "device");
 		if (!dev || node_exists(dev) <= 0)
 			continue;
 		for (j = 0; j < n && strcmp(t->gated[j], dev); j++)
