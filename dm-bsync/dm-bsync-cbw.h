@@ -142,8 +142,14 @@ int bsync_session_emit_status(struct bsync_session *s, char *result, unsigned in
 const char *bsync_session_state_name(const struct bsync_session *s);
 
 /* The view's map (dm-bsync-view.c): reads routed, extents queried. */
-int bsync_snap_map_read(struct bsync_session *s, struct bio *bio, int *bucket);
-void bsync_snap_read_done(struct bsync_session *s, int bucket);
+/* The reader counts a view read holds (dm-bsync-view.c): its per-bio data. */
+struct bsync_view_pin {
+	u16 first;	/* bucket of the read's first cluster */
+	u16 count;	/* buckets held from @first on, 0 for none */
+};
+
+int bsync_snap_map_read(struct bsync_session *s, struct bio *bio, struct bsync_view_pin *pin);
+void bsync_snap_read_done(struct bsync_session *s, struct bsync_view_pin *pin);
 bool bsync_session_next_wanted(struct bsync_session *s, sector_t from,
 			       sector_t *start, sector_t *len);
 bool bsync_session_next_preserved(struct bsync_session *s, sector_t from,

@@ -5,10 +5,10 @@
  *
  *   bsync-snap <bsync device>
  *
- * Each read covers one cluster (max_io_len) and is routed by the session:
- * to the origin while the cluster is still needed, to its store slot once
- * copy-before-write preserved it. Anything else fails with EIO rather than
- * return data from after the instant the session started.
+ * Reads are routed by the session (dm-bsync-view.c), a run of clusters at a
+ * time: to the origin while the clusters are still needed, to their store
+ * slots once copy-before-write preserved them. Anything else fails with EIO
+ * rather than return data from after the instant the session started.
  */
 #include <linux/blkdev.h>
 #include <linux/module.h>
@@ -60,13 +60,8 @@ static int snap_ctr(struct dm_target *ti, unsigned int argc, char **argv)
 		r = -EINVAL;
 		goto bad_put;
 	}
-	r = dm_set_target_max_io_len(ti, 1U << snap->s->shift);
-	if (r) {
-		ti->error = "Cannot set the cluster as maximum I/O size";
-		goto bad_put;
-	}
 	strscpy(snap->dev_name, argv[0], sizeof(snap->dev_name));
-	ti->per_io_data_size = sizeof(int);
+	ti->per_io_data_size = sizeof(struct bsync_view_pin);
 	ti->private = snap;
 	return 0;
 
@@ -88,13 +83,13 @@ static void snap_dtr(struct dm_target *ti)
 static int snap_map(struct dm_target *ti, struct bio *bio)
 {
 	struct bsync_snap *snap = ti->private;
-	int *bucket = dm_per_bio_data(bio, sizeof(int));
+	struct bsync_view_pin *pin = dm_per_bio_data(bio, sizeof(*pin));
 
-	*bucket = -1;
+	pin->count = 0;
 	if (bio_op(bio) != REQ_OP_READ)
 		return DM_MAPIO_KILL;
 	bio->bi_iter.bi_sector = dm_target_offset(ti, bio->bi_iter.bi_sector);
-	if (bsync_snap_map_read(snap->s, bio, bucket))
+	if (bsync_snap_map_read(snap->s, bio, pin))
 		return DM_MAPIO_KILL;
 	return DM_MAPIO_REMAPPED;
 }
@@ -102,10 +97,8 @@ static int snap_map(struct dm_target *ti, struct bio *bio)
 static int snap_end_io(struct dm_target *ti, struct bio *bio, blk_status_t *error)
 {
 	struct bsync_snap *snap = ti->private;
-	int *bucket = dm_per_bio_data(bio, sizeof(int));
 
-	if (*bucket >= 0)
-		bsync_snap_read_done(snap->s, *bucket);
+	bsync_snap_read_done(snap->s, dm_per_bio_data(bio, sizeof(struct bsync_view_pin)));
 	return DM_ENDIO_DONE;
 }
 

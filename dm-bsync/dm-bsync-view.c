@@ -10,6 +10,8 @@
  * that the engine (dm-bsync-cbw.c) waits on.
  */
 #include <linux/bio.h>
+#include <linux/device-mapper.h>
+#include <linux/minmax.h>
 #include <linux/sched.h>
 #include <linux/wait.h>
 #include <linux/xarray.h>
@@ -17,42 +19,97 @@
 #include "dm-bsync.h"
 
 /*
- * Route a view read of one cluster: to the origin while the cluster is
- * needed (a write there now waits for this read), to its store slot once
- * preserved, else fail. *bucket tells bsync_snap_read_done() what to drop.
+ * A view read holds the reader count of each cluster it covers (one bucket
+ * a cluster, all of them for a read of BSYNC_READER_BUCKETS clusters or
+ * more), taken before it looks where the clusters are: finish_copy() clears
+ * a cluster's needed bit and then waits for its bucket, so either the read
+ * sees the bit cleared or the copy waits for the read.
  */
-int bsync_snap_map_read(struct bsync_session *s, struct bio *bio, int *bucket)
+static void pin_buckets(struct bsync_session *s, struct bsync_view_pin *pin,
+			unsigned long cluster, unsigned long clusters)
+{
+	unsigned int i;
+
+	pin->first = bsync_reader_bucket(cluster);
+	pin->count = min_t(unsigned long, clusters, BSYNC_READER_BUCKETS);
+	for (i = 0; i < pin->count; i++)
+		atomic_inc(&s->readers[(pin->first + i) % BSYNC_READER_BUCKETS]);
+}
+
+/* Keep the pins of the first @clusters clusters only. */
+static void unpin_buckets(struct bsync_session *s, struct bsync_view_pin *pin,
+			  unsigned long clusters)
+{
+	unsigned int keep = min_t(unsigned long, clusters, BSYNC_READER_BUCKETS);
+	bool wake = false;
+
+	while (pin->count > keep) {
+		pin->count--;
+		if (atomic_dec_and_test(&s->readers[(pin->first + pin->count) %
+						    BSYNC_READER_BUCKETS]))
+			wake = true;
+	}
+	if (wake && wq_has_sleeper(&s->reader_wait))
+		wake_up(&s->reader_wait);
+}
+
+/* The end of the run of preserved clusters from @first in consecutive slots. */
+static unsigned long store_run_end(struct bsync_session *s, unsigned long first,
+				   unsigned long last, unsigned long slot)
+{
+	unsigned long c = first + 1;
+
+	while (c <= last && xa_load(&s->map, c) == xa_mk_value(slot + (c - first)))
+		c++;
+	return c;
+}
+
+/*
+ * Route a view read: to the origin while its clusters are needed (a write
+ * there now waits for this read), to the store where copy-before-write
+ * preserved them, else fail. A read over several clusters goes on as one
+ * bio over the run from its first cluster that routes the same way (all
+ * needed, or in consecutive store slots); dm_accept_partial_bio() hands
+ * the rest back to device-mapper, which maps it again. @pin records what
+ * bsync_snap_read_done() drops.
+ */
+int bsync_snap_map_read(struct bsync_session *s, struct bio *bio, struct bsync_view_pin *pin)
 {
 	sector_t sector = bio->bi_iter.bi_sector;
-	unsigned long cluster = sector >> s->shift;
-	unsigned int b = bsync_reader_bucket(cluster);
+	unsigned long first = sector >> s->shift;
+	unsigned long last = (bio_end_sector(bio) - 1) >> s->shift;
+	unsigned long end;
 	void *entry;
 
-	if (READ_ONCE(s->state) != BSYNC_SESSION_ACTIVE || cluster >= s->needed->nr_bits)
+	pin->count = 0;
+	if (READ_ONCE(s->state) != BSYNC_SESSION_ACTIVE || last >= s->needed->nr_bits)
 		return -EIO;
-	atomic_inc(&s->readers[b]);
+	pin_buckets(s, pin, first, last - first + 1);
 	smp_mb__after_atomic(); /* pairs with clear_bit() + wait in finish_copy() */
-	if (test_bit(cluster, s->needed->bits)) {
+	if (test_bit(first, s->needed->bits)) {
+		end = find_next_zero_bit(s->needed->bits, last + 1, first + 1);
 		bio_set_dev(bio, s->origin.bdev);
-		*bucket = b;
-		return 0;
-	}
-	entry = xa_load(&s->map, cluster);
-	if (xa_is_value(entry)) {
+	} else {
+		entry = xa_load(&s->map, first);
+		if (!xa_is_value(entry)) {
+			bsync_snap_read_done(s, pin);
+			return -EIO;
+		}
+		end = store_run_end(s, first, last, xa_to_value(entry));
 		bio_set_dev(bio, s->store.bdev);
 		bio->bi_iter.bi_sector = ((sector_t)xa_to_value(entry) << s->shift) +
 					 (sector & ((1ULL << s->shift) - 1));
-		*bucket = b;
-		return 0;
 	}
-	bsync_snap_read_done(s, b);
-	return -EIO;
+	if (end <= last) {
+		dm_accept_partial_bio(bio, ((sector_t)end << s->shift) - sector);
+		unpin_buckets(s, pin, end - first);
+	}
+	return 0;
 }
 
-void bsync_snap_read_done(struct bsync_session *s, int bucket)
+void bsync_snap_read_done(struct bsync_session *s, struct bsync_view_pin *pin)
 {
-	if (atomic_dec_and_test(&s->readers[bucket]) && wq_has_sleeper(&s->reader_wait))
-		wake_up(&s->reader_wait);
+	unpin_buckets(s, pin, 0);
 }
 
 /*

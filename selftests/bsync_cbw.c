@@ -267,6 +267,33 @@ static int check_cluster(int vfd, const uint8_t *img, uint8_t *buf, uint64_t clu
 }
 
 /*
+ * Read the view in 1 MiB requests, several clusters each, for @secs seconds
+ * while the load's copy-before-write moves clusters from the origin to the
+ * store under them: every byte must equal the start. Counts as
+ * point_in_time() does.
+ */
+static void read_in_runs(int vfd, const uint8_t *img, uint64_t cluster, unsigned int secs,
+			 unsigned int *bad, uint64_t *first_bad, unsigned int *errors)
+{
+	uint8_t *buf = bt_alloc_aligned(MiB);
+	time_t end = time(NULL) + secs;
+	uint64_t off = 0;
+
+	if (!buf) {
+		(*errors)++;
+		return;
+	}
+	while (time(NULL) < end) {
+		if (bt_pread_full(vfd, buf, MiB, off))
+			(*errors)++;
+		else if (memcmp(buf, img + off, MiB) && !(*bad)++)
+			*first_bad = off / cluster;
+		off = (off + MiB) % SIZE;
+	}
+	free(buf);
+}
+
+/*
  * The point-in-time test: which clusters the backup needs depends on the
  * set; the reader copies those in random order while the load runs and
  * each must equal the content at the start.
@@ -341,6 +368,8 @@ static void point_in_time(struct __test_metadata *_metadata, FIXTURE_DATA(cbw) *
 		ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "session_done %" PRIu64 " %" PRIu64,
 				    order[i] * t->cluster, t->cluster));
 	}
+	if (none)
+		read_in_runs(vfd, self->img, t->cluster, t->secs, &bad, &first_bad, &errors);
 	EXPECT_EQ(0, fio_wait()) TH_LOG("fio reported errors, see /tmp/cbw-fio.out");
 	atomic_store(&z.stop, true);
 	ASSERT_EQ(0, pthread_join(zt, &ret));
@@ -677,6 +706,40 @@ TEST_F(cbw, remove_device_with_live_session)
 	EXPECT_EQ(0, dmctl_remove(DEV));
 	EXPECT_TRUE(view_read_fails(5));
 	EXPECT_EQ(0, dmctl_remove(VIEW));
+}
+
+/*
+ * One view read over clusters that route differently, each run going on as
+ * one bio: needed clusters from the origin (0-3, 8, 10-11), preserved ones
+ * from the store (4-5 written in order, then 7 before 6), and cluster 9,
+ * which the backup copied. Every byte read equals the start; a read that
+ * covers cluster 9 fails, and the clusters after it still read.
+ */
+TEST_F(cbw, view_read_spans_routes)
+{
+	const uint64_t c = 64 * KiB;
+	uint8_t *buf = bt_alloc_aligned(9 * c);
+	int err = 0, fd;
+
+	ASSERT_NE(NULL, buf);
+	start_simple(_metadata, self, "linear", disk1("%s 0"), SIZE, "");
+	EXPECT_EQ(0, write_clusters(4, 2, &err));
+	EXPECT_EQ(0, write_clusters(7, 1, &err));
+	EXPECT_EQ(0, write_clusters(6, 1, &err));
+	EXPECT_EQ(4ULL, status_u64("preserved"));
+	ASSERT_EQ(0, bt_msg(DEV, NULL, 0, "session_done %" PRIu64 " %" PRIu64, 9 * c, c));
+	fd = open(mapper(VIEW), O_RDONLY | O_DIRECT);
+	ASSERT_LE(0, fd);
+	EXPECT_EQ(0, bt_pread_full(fd, buf, 9 * c, 0));
+	EXPECT_EQ(0, memcmp(buf, self->img, 9 * c));
+	/* From inside a preserved cluster to inside a needed one. */
+	EXPECT_EQ(0, bt_pread_full(fd, buf, 4 * c, 4 * c + 4096));
+	EXPECT_EQ(0, memcmp(buf, self->img + 4 * c + 4096, 4 * c));
+	EXPECT_NE(0, bt_pread_full(fd, buf, 3 * c, 8 * c));
+	EXPECT_EQ(0, bt_pread_full(fd, buf, 2 * c, 10 * c));
+	EXPECT_EQ(0, memcmp(buf, self->img + 10 * c, 2 * c));
+	close(fd);
+	free(buf);
 }
 
 TEST_F(cbw, preserved_extents_list_cbw_copies)
