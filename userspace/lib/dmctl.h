@@ -5,6 +5,9 @@
  * libdm reports success as 1 and failure as 0; this module converts to
  * 0 / -errno at its boundary and never lets libdm's convention leak out.
  * udev is not used: nodes under /dev/mapper are made by libdm itself.
+ * Every call is thread-safe: libdm's are serialised (it is not), and
+ * dmctl_message(), which may block, does not go through libdm, so that
+ * messages to several devices can wait at once.
  */
 #ifndef BSYNC_DMCTL_H
 #define BSYNC_DMCTL_H
@@ -38,7 +41,11 @@ int dmctl_suspend(const char *name);
 int dmctl_resume(const char *name);
 /* Load a new table and swap it in: suspend, load, resume. */
 int dmctl_reload(const char *name, uint64_t sectors, const char *type, const char *params);
-/* Send a target message; *reply (malloc'd, may be empty) on success if reply. */
+/*
+ * Send a target message (to sector 0); *reply (malloc'd, may be empty) on
+ * success if reply.  Blocks as long as the target's message does; other
+ * threads' calls, messages or not, do not wait for it.
+ */
 int dmctl_message(const char *name, const char *msg, char **reply);
 /* First target's status (table=false) or table line (table=true). */
 int dmctl_status(const char *name, bool table, struct dmctl_table *out);
