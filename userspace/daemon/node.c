@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "dmctl.h"
+#include "fanout.h"
 #include "node.h"
 #include "openers.h"
 #include "store.h"
@@ -108,6 +109,25 @@ int node_message(const char *name, const char *msg, char **reply, char *err, siz
 		snprintf(err, errlen, "%s: message \"%.200s\" failed: %s (see the kernel log)",
 			 name, msg, strerror(-r));
 	return r;
+}
+
+static void message_one(void *item)
+{
+	struct node_msg *m = item;
+
+	m->r = node_message(m->node, m->msg, NULL, m->err, sizeof(m->err));
+}
+
+void node_message_all(struct node_msg *m, size_t n, const char *msg)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		m[i].msg = msg;
+		m[i].r = 0;
+		m[i].err[0] = 0;
+	}
+	fanout(m, n, sizeof(*m), message_one);
 }
 
 /* "key=value" fields of one list line. */

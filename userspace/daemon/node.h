@@ -52,6 +52,21 @@ int node_find_bitmap(const char *name, const char *bitmap, struct node_bitmap *o
  */
 int node_message(const char *name, const char *msg, char **reply, char *err, size_t errlen);
 
+/* One node_message() of node_message_all(): node in, r and err out (msg its). */
+struct node_msg {
+	const char *node;
+	const char *msg;
+	int r;
+	char err[512];
+};
+
+/*
+ * node_message(msg) to each of m[0..n) at once (fanout.h), each one's
+ * result in its r and err: a message that blocks (gate_close waits for the
+ * node's writes to drain) holds back none of the others.
+ */
+void node_message_all(struct node_msg *m, size_t n, const char *msg);
+
 /*
  * Create a bsync device over origin (a block device path), keeping its
  * persistent bitmaps on the block device metadata if not NULL.  Refused

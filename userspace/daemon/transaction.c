@@ -6,8 +6,9 @@
  * first that fails has the ones before it aborted in reverse order and
  * its error returned; if all prepare, all commit; then each is cleaned.
  * QEMU prepares inside a drained section; here that section is the write
- * gate of every device the actions name, closed (in name order) before
- * the first prepare and opened after the last, so that every kernel-side
+ * gate of every device the actions name, closed before the first prepare
+ * and opened after the last (each phase to all devices at once: their
+ * writes in flight drain together), so that every kernel-side
  * action (bitmap add/clear/..., the session that freezes a backup's
  * bitmap and fixes its point in time) happens at one instant on all of
  * them: a write is before it on every device or after it on every device.
@@ -73,7 +74,7 @@ struct txn {
 	uint64_t token;
 	bool grouped;
 	struct job_txn *jobs;		/* grouped: the jobs' group */
-	const char **gated;		/* devices whose gate is closed, in order */
+	struct node_msg *gates;		/* the devices whose gate closes, in name order */
 	size_t ngated;
 };
 
@@ -418,9 +419,9 @@ static int parse(json_object *args, struct txn *t, struct qerr *e)
 	return 0;
 }
 
-static int cmp_str(const void *a, const void *b)
+static int cmp_node(const void *a, const void *b)
 {
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
+	return strcmp(((const struct node_msg *)a)->node, ((const struct node_msg *)b)->node);
 }
 
 /*
@@ -431,8 +432,8 @@ static int gate_list(struct txn *t, struct qerr *e)
 {
 	size_t i, j, n = 0;
 
-	t->gated = calloc(t->n ? t->n : 1, sizeof(*t->gated));
-	if (!t->gated)
+	t->gates = calloc(t->n ? t->n : 1, sizeof(*t->gates));
+	if (!t->gates)
 		return qerr_set(e, "out of memory");
 	for (i = 0; i < t->n; i++) {
 		const char *dev = json_str_member(t->acts[i].data, "node");
@@ -441,58 +442,70 @@ static int gate_list(struct txn *t, struct qerr *e)
 			dev = json_str_member(t->acts[i].data, "device");
 		if (!dev || node_exists(dev) <= 0)
 			continue;
-		for (j = 0; j < n && strcmp(t->gated[j], dev); j++)
+		for (j = 0; j < n && strcmp(t->gates[j].node, dev); j++)
 			;
 		if (j == n)
-			t->gated[n++] = dev;
+			t->gates[n++].node = dev;
 	}
-	qsort(t->gated, n, sizeof(*t->gated), cmp_str);
+	qsort(t->gates, n, sizeof(*t->gates), cmp_node);
 	t->ngated = n;
 	return 0;
 }
 
-/* Open the gates of gated[0..n); the first that had opened by itself, or NULL. */
+/*
+ * Open the gates of gates[0..n), all at once; the first (in name order)
+ * that had opened by itself, or NULL.
+ */
 static const char *gates_open(struct txn *t, size_t n)
 {
 	const char *broken = NULL;
-	char msg[64], err[512];
+	char msg[64];
 	size_t i;
 
 	snprintf(msg, sizeof(msg), "gate_open %" PRIu64, t->token);
+	node_message_all(t->gates, n, msg);
 	for (i = 0; i < n; i++) {
-		int r = node_message(t->gated[i], msg, NULL, err, sizeof(err));
-
-		if (r) {
-			fprintf(stderr, "bsyncd: transaction: %s\n", err);
-			if (!broken)
-				broken = t->gated[i];
-		}
+		if (!t->gates[i].r)
+			continue;
+		fprintf(stderr, "bsyncd: transaction: %s\n", t->gates[i].err);
+		if (!broken)
+			broken = t->gates[i].node;
 	}
 	return broken;
 }
 
+/*
+ * Close every gate at once: each close waits for its device's writes in
+ * flight, so writes wait for the slowest device's drain, not the sum of
+ * them.  If one fails, those that closed open again, and the error is the
+ * first failure's in name order.
+ */
 static int gates_close(struct txn *t, struct qerr *e)
 {
-	char msg[64], err[512];
-	size_t i;
-	int r;
+	struct node_msg *g = t->gates;
+	size_t i, n = 0;
+	char msg[64];
 
 	snprintf(msg, sizeof(msg), "gate_close %" PRIu64 " %u", t->token, gate_timeout_ms);
-	for (i = 0; i < t->ngated; i++) {
-		r = node_message(t->gated[i], msg, NULL, err, sizeof(err));
-		if (!r)
-			continue;
-		gates_open(t, i);
-		if (r == -ETIMEDOUT)
-			return qerr_set(e, "Node '%s': its in-flight writes did not complete within %u ms; no action was taken",
-					t->gated[i], gate_timeout_ms);
-		if (r == -EBUSY)
-			return qerr_set(e, "Node '%s' is busy: its write gate is held by another transaction",
-					t->gated[i]);
-		return qerr_set(e, "cannot close the write gate of '%s' (a dm-bsync module without gate_close?): %s",
-				t->gated[i], err);
-	}
-	return 0;
+	node_message_all(g, t->ngated, msg);
+	for (i = 0; i < t->ngated && !g[i].r; i++)
+		;
+	if (i == t->ngated)
+		return 0;
+	if (g[i].r == -ETIMEDOUT)
+		qerr_set(e, "Node '%s': its in-flight writes did not complete within %u ms; no action was taken",
+			 g[i].node, gate_timeout_ms);
+	else if (g[i].r == -EBUSY)
+		qerr_set(e, "Node '%s' is busy: its write gate is held by another transaction",
+			 g[i].node);
+	else
+		qerr_set(e, "cannot close the write gate of '%s' (a dm-bsync module without gate_close?): %s",
+			 g[i].node, g[i].err);
+	for (i = 0; i < t->ngated; i++)
+		if (!g[i].r)
+			g[n++] = g[i];
+	gates_open(t, n);
+	return -1;
 }
 
 static uint64_t new_token(void)
@@ -606,6 +619,6 @@ int transaction_cmd(json_object *args, json_object **ret, struct qerr *e)
 	r = 0;
 out:
 	free(t.acts);
-	free(t.gated);
+	free(t.gates);
 	return r;
 }

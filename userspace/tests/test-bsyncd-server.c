@@ -21,6 +21,7 @@
 #include "../daemon/backup.c"
 #include "../daemon/copier.c"
 #include "../daemon/copyset.c"
+#include "../daemon/fanout.c"
 #include "../daemon/fleece.c"
 #include "../daemon/inflight.c"
 #include "../daemon/commands.c"
