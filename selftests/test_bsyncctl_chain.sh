@@ -9,6 +9,10 @@
 # chain's image through it: its recording bitmap marks the whole device
 # dirty and one that was not recording is named, and the next incremental
 # chained on the restored point makes a chain equal to the device.
+# A backup of both devices in one command (one grouped transaction): two
+# images that qemu-img checks, each its device at the command's instant;
+# refused ones (an unknown device, a target that cannot be made, the same
+# device twice) leave no target, job, view, session or held gate.
 # backup --fallback full, from real situations: a partial base, a missing
 # base, a missing bitmap, a grown device and a persistent bitmap damaged on
 # its metadata device while the device was down each make a full backup instead,
@@ -117,6 +121,60 @@ ok $? "an incremental of the restored device, chained on the restored point"
 qemu-img compare -q -f qcow2 -F raw "$dir/dst1.qcow2" /dev/mapper/cdst &&
 	bsyncctl chain verify -q "$dir/dst1.qcow2"
 ok $? "that chain equals the device and verifies"
+
+# --- backup of two devices in one command: one transaction, one instant
+# group_left: what a refused group backup must not leave (jobs, views,
+# sessions, held gates, frozen bitmaps)
+group_left() {
+	local n
+	bsyncctl --json job list | jq -r '.[].id'
+	dmsetup ls --target bsync-snap 2>/dev/null | grep -v '^No devices'
+	for n in csrc cdst; do
+		dm message $n 0 session_status | grep -v '^state=none' | sed "s/^/$n: /"
+		dm message $n 0 gate_status | grep -v '^state=open' | sed "s/^/$n: /"
+	done
+	bsyncctl --json bitmap list | jq -r '.[]."dirty-bitmaps"[] | select(.busy or .frozen) | .name'
+}
+qemu-io -f raw -t none -c "write -P 0x61 0 2M" /dev/mapper/csrc >/dev/null &&
+	qemu-io -f raw -t none -c "write -P 0x62 12M 2M" /dev/mapper/cdst >/dev/null &&
+	dd if=/dev/mapper/csrc of="$dir/gs.raw" bs=1M iflag=direct status=none &&
+	dd if=/dev/mapper/cdst of="$dir/gd.raw" bs=1M iflag=direct status=none
+ok $? "both devices written, their contents kept"
+bsyncctl backup csrc "$dir/gs.qcow2" cdst "$dir/gd.qcow2" --sync full --speed 8M \
+	--no-auto-dismiss >"$dir/out"
+ok $? "one backup command of both devices"
+expect_eq "backup jobs 'csrc', 'cdst' started at one instant, as one group; 'bsyncctl job wait ID' follows each" \
+	"$(cat "$dir/out")" "it says both started at one instant"
+# written after the instant, while the jobs copy: in neither image
+qemu-io -f raw -t none -c "write -P 0x71 0 2M" /dev/mapper/csrc >/dev/null &&
+	qemu-io -f raw -t none -c "write -P 0x72 12M 2M" /dev/mapper/cdst >/dev/null
+bsyncctl job wait csrc >/dev/null && bsyncctl job wait cdst >/dev/null &&
+	bsyncctl job dismiss csrc && bsyncctl job dismiss cdst
+ok $? "both jobs complete"
+qemu-img check -q "$dir/gs.qcow2" && qemu-img check -q "$dir/gd.qcow2"
+ok $? "both images pass qemu-img check"
+qemu-img compare -q -f qcow2 -F raw "$dir/gs.qcow2" "$dir/gs.raw" &&
+	qemu-img compare -q -f qcow2 -F raw "$dir/gd.qcow2" "$dir/gd.raw"
+ok $? "each image is its device at the command's instant, without the writes after it"
+# refused: GROUP-ARGS... EXPECTED-STDERR-LINE (a glob) DESCRIPTION
+group_refused() {
+	local want=$1 desc=$2 st
+	shift 2
+	bsyncctl backup "$@" --sync full >"$dir/out" 2>"$dir/err"
+	st=$?
+	# shellcheck disable=SC2053
+	[ $st = 1 ] && [ ! -s "$dir/out" ] && [[ $(head -n 1 "$dir/err") == $want ]]
+	ok $? "$desc: exit 1 ($st), $(head -n 1 "$dir/err" | head -c 200)"
+	expect_eq "" "$(ls "$dir"/g?-*.qcow2 2>/dev/null; group_left)" "$desc: no target, job, view, session, gate or frozen bitmap left"
+}
+group_refused "bsyncctl: backup csrc ...: Cannot find device='nope' nor node-name='nope'" \
+	"an unknown device after a good one" csrc "$dir/g1-a.qcow2" nope "$dir/g1-b.qcow2"
+group_refused "bsyncctl: backup nope ...: Cannot find device='nope' nor node-name='nope'" \
+	"an unknown device before a good one" nope "$dir/g2-a.qcow2" csrc "$dir/g2-b.qcow2" cdst "$dir/g2-c.qcow2"
+group_refused "bsyncctl: backup csrc ...: *$dir/none/g3-b.qcow2*" \
+	"a target that cannot be made, for the second device" csrc "$dir/g3-a.qcow2" cdst "$dir/none/g3-b.qcow2"
+group_refused "bsyncctl: backup csrc ...: Node 'csrc' is busy: block device is in use by block job: backup" \
+	"the same device twice" csrc "$dir/g4-a.qcow2" csrc "$dir/g4-b.qcow2"
 
 # --- restore onto a disk that silently corrupts what it stores
 echo "0 $((size / 512)) flakey $disk1 $((3 * size / 512)) 0 1 5 corrupt_bio_byte 224 w 0 0" |
