@@ -7,12 +7,14 @@
 # for the commands after it, as the user's shell keeps it.  The guide's
 # /dev/vdb, /dev/vdc, /srv/backup and NBD socket become the scratch disks and
 # paths in a temporary directory; bsyncd is started here (the guide's set-up
-# section starts it with systemd).
+# section starts it with systemd).  Then Documentation/vm-host-guide.rst's
+# marked commands the same way (backing up all disks of a VM, vm1 and vm1-log,
+# whose devices and bitmaps that guide's earlier sections make: here they
+# are made over the scratch disks first).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/bsyncd-lib.sh"
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-guide=$top/Documentation/backup-guide.rst
 disk0=${BSYNC_DISK0:?no scratch disk}
 disk1=${BSYNC_DISK1:?needs a second scratch disk}
 dir=$(mktemp -d /tmp/bsyncctl-guide.XXXXXX)
@@ -21,6 +23,7 @@ export BSYNCD_SOCKET=$BSYNCD_SOCK
 cleanup() {
 	bsyncd_stop
 	dm remove vm1 2>/dev/null
+	dm remove vm1-log 2>/dev/null
 	rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -32,22 +35,20 @@ done
 bsyncd_start
 ok $? "bsyncd starts"
 
-# Turn the guide's literal blocks into "cmd<TAB>line", "cont<TAB>line" (the
-# command's next line) and "out<TAB>line" records.
-records=$dir/records
-awk '
-	function unfinished(c) { return gsub(/\047/, "", c) % 2 || c ~ /(\||\\)$/ }
-	/^\.\. guide-test: begin/ { on = 1; next }
-	/^\.\. guide-test: end/ { on = 0; next }
-	!on { next }
-	more { print "cont\t" substr($0, 5); cmd = cmd "\n" substr($0, 5); more = unfinished(cmd); next }
-	/^    # / { cmd = substr($0, 7); print "cmd\t" cmd; inblock = 1; more = unfinished(cmd); next }
-	inblock && /^    / { print "out\t" substr($0, 5); next }
-	{ inblock = 0 }
-' "$guide" >"$records"
-ncmd=$(grep -c '^cmd' "$records")
-[ "$ncmd" -ge 20 ]
-ok $? "the guide has $ncmd commands to run"
+# records GUIDE: its marked literal blocks as "cmd<TAB>line", "cont<TAB>line"
+# (the command's next line) and "out<TAB>line" records.
+records() {
+	awk '
+		function unfinished(c) { return gsub(/\047/, "", c) % 2 || c ~ /(\||\\)$/ }
+		/^\.\. guide-test: begin/ { on = 1; next }
+		/^\.\. guide-test: end/ { on = 0; next }
+		!on { next }
+		more { print "cont\t" substr($0, 5); cmd = cmd "\n" substr($0, 5); more = unfinished(cmd); next }
+		/^    # / { cmd = substr($0, 7); print "cmd\t" cmd; inblock = 1; more = unfinished(cmd); next }
+		inblock && /^    / { print "out\t" substr($0, 5); next }
+		{ inblock = 0 }
+	' "$1"
+}
 
 subst() {
 	sed -e "s|/dev/vdb|$disk0|g" -e "s|/dev/vdc|$disk1|g" -e "s|/srv/backup|$dir/backup|g" \
@@ -56,6 +57,7 @@ subst() {
 
 # Run one command; compare its stdout with the expected lines, if any.
 vars=	# the variables the guide has set so far, as assignments
+after=	# a command run after each of the guide's, given it
 run_one() {
 	local cmd=$1 want=$2 have st name=${1%%$'\n'*}
 	[ "$name" = "$cmd" ] || name+=" ..."
@@ -72,20 +74,30 @@ run_one() {
 	fi
 	[[ $cmd =~ ^[A-Za-z_][A-Za-z0-9_]*=(\'[^\']*\'|[^[:space:]]*)$ ]] && vars+="$(printf '%s' "$cmd" | subst)"$'\n'
 	ok 0 "guide: $name${want:+ (output as shown)}"
+	[ -z "$after" ] || $after "$cmd"
 }
 
-cmd="" want=""
-while IFS=$'\t' read -r kind line; do
-	case $kind in
-	cmd)
-		[ -n "$cmd" ] && run_one "$cmd" "$want"
-		cmd=$line want=
-		;;
-	cont) cmd+=$'\n'$line ;;
-	*) want+=${want:+$'\n'}$line ;;
-	esac
-done <"$records"
-[ -n "$cmd" ] && run_one "$cmd" "$want"
+# run_guide GUIDE MIN: run its marked commands, at least MIN of them.
+run_guide() {
+	local guide=$top/Documentation/$1 min=$2 ncmd kind line cmd="" want=""
+	records "$guide" >"$dir/records"
+	ncmd=$(grep -c '^cmd' "$dir/records")
+	[ "$ncmd" -ge "$min" ]
+	ok $? "$1 has $ncmd commands to run"
+	while IFS=$'\t' read -r kind line; do
+		case $kind in
+		cmd)
+			[ -n "$cmd" ] && run_one "$cmd" "$want"
+			cmd=$line want=
+			;;
+		cont) cmd+=$'\n'$line ;;
+		*) want+=${want:+$'\n'}$line ;;
+		esac
+	done <"$dir/records"
+	[ -n "$cmd" ] && run_one "$cmd" "$want"
+}
+
+run_guide backup-guide.rst 20
 
 # Beyond what the guide shows: the chain is four deep and sound.
 for i in full inc1 inc2 inc3; do
@@ -98,4 +110,34 @@ expect_eq 4 "$(qemu-img info --backing-chain --output=json "$dir/backup/inc3.qco
 expect_eq 1048576 "$(qemu-img map --output=json "$dir/backup/inc1.qcow2" |
 	jq '[.[] | select(.depth == 0 and .data)] | map(.length) | add')" \
 	"inc1 holds exactly the 1 MiB the guide writes before it"
+
+# vm-host-guide.rst: all disks of a VM in one command.  Its devices, as
+# its earlier sections make them, over the scratch disks, a MiB written to
+# each; a MiB more to each between the full and the incremental.
+vars=
+bsyncctl device add vm1 "$disk0" && bsyncctl device add vm1-log "$disk1" &&
+	bsyncctl bitmap add vm1 nightly && bsyncctl bitmap add vm1-log nightly &&
+	dd if=/dev/urandom of=/dev/mapper/vm1 bs=1M count=1 oflag=direct status=none &&
+	dd if=/dev/urandom of=/dev/mapper/vm1-log bs=1M count=1 oflag=direct status=none
+ok $? "vm1 and vm1-log, each with bitmap nightly"
+vms_write() { # after the guide's full backup, before its incremental
+	[[ $1 == *"--sync full"* ]] || return 0
+	dd if=/dev/urandom of=/dev/mapper/vm1 bs=1M count=1 seek=5 oflag=direct status=none &&
+		dd if=/dev/urandom of=/dev/mapper/vm1-log bs=1M count=1 seek=7 oflag=direct status=none
+	ok $? "a MiB written to each disk after the full backup"
+}
+after=vms_write
+run_guide vm-host-guide.rst 2
+for i in vm1-full vm1-log-full vm1-inc1 vm1-log-inc1; do
+	qemu-img check -q "$dir/backup/$i.qcow2"
+	ok $? "qemu-img check $i.qcow2"
+done
+for d in vm1 vm1-log; do
+	expect_eq "2 1048576" "$(qemu-img info --backing-chain --output=json "$dir/backup/$d-inc1.qcow2" | jq length) $(
+		qemu-img map --output=json "$dir/backup/$d-inc1.qcow2" |
+		jq '[.[] | select(.depth == 0 and .data)] | map(.length) | add')" \
+		"$d-inc1 is chained on $d-full and holds the MiB written after it"
+	qemu-img compare -q -F raw "$dir/backup/$d-inc1.qcow2" /dev/mapper/$d
+	ok $? "$d-inc1 and its base are the disk (qemu-img compare)"
+done
 tap_done
