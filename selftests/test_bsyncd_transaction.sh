@@ -3,7 +3,9 @@
 # cases in our own code (bitmap add + full backup in one transaction; an
 # incremental that fails on one drive with completion-mode individual and
 # grouped, then the grouped retry; the abort action), rollback (no bitmap,
-# session, view, job or target left, a cleared bitmap's bits back), and
+# session, view, job or target left, a cleared bitmap's bits back), a
+# gate held by another refusing the transaction (the gates that closed
+# with it open again), and
 # causality: a writer alternating between the devices with increasing
 # sequence numbers, each write after the previous completed, and grouped
 # full backups taken under it: every pair of images holds a prefix of the
@@ -159,6 +161,16 @@ expect_eq "1 false" "$(bm_count x1 b1) $(bm_field x0 b0 busy)" \
 	"rollback: the cleared b1 has its bit back, b0 is not frozen"
 [ ! -e "$out/r0.qcow2" ]
 ok $? "rollback: the backup's target was removed"
+# a gate that does not close: x0's held by another (the first in name
+# order); x1's, closed at the same time, opens again
+dm message x0 0 gate_close 77 20000
+expect_eq "Node 'x0' is busy: its write gate is held by another transaction" \
+	"$(run_txn individual "$(act block-dirty-bitmap-add '{"node": "x1", "name": "r1"}')" \
+		"$(act block-dirty-bitmap-add '{"node": "x0", "name": "r0"}')")" \
+	"a gate held by another: the transaction is refused, naming it"
+expect_eq "state=open" "$(dm message x1 0 gate_status | cut -d' ' -f1)" "the other device's gate is open again"
+dm message x0 0 gate_open 77
+expect_eq "" "$(leftovers)" "a refused close: no bitmap, job, view, session or held gate left"
 expect_eq "Action 'block-dirty-bitmap-add' does not support transaction property completion-mode = grouped" \
 	"$(run_txn grouped "$(act block-dirty-bitmap-add '{"node": "x0", "name": "r0"}')")" \
 	"grouped refuses a bitmap action (QEMU)"
