@@ -145,8 +145,8 @@ bsyncctl backup csrc "$dir/gs.qcow2" cdst "$dir/gd.qcow2" --sync full --speed 8M
 ok $? "one backup command of both devices"
 expect_eq "backup jobs 'csrc', 'cdst' started at one instant, as one group; 'bsyncctl job wait ID' follows each" \
 	"$(cat "$dir/out")" "it says both started at one instant"
-# written after the instant, while the jobs copy: in neither image
-qemu-io -f raw -t none -c "write -P 0x71 0 2M" /dev/mapper/csrc >/dev/null &&
+# written after the instant where the jobs copy last (--speed): in neither image
+qemu-io -f raw -t none -c "write -P 0x71 14M 2M" /dev/mapper/csrc >/dev/null &&
 	qemu-io -f raw -t none -c "write -P 0x72 12M 2M" /dev/mapper/cdst >/dev/null
 bsyncctl job wait csrc >/dev/null && bsyncctl job wait cdst >/dev/null &&
 	bsyncctl job dismiss csrc && bsyncctl job dismiss cdst
