@@ -5,7 +5,7 @@
  * libdm reports success as 1 and failure as 0; this module converts to
  * 0 / -errno at its boundary and never lets libdm's convention leak out.
  * udev is not used: nodes under /dev/mapper are made by libdm itself.
- * Every call is thread-safe: libdm's are serialised (it is not), and
+ * libdm's task runs are serialised (libdm is not thread-safe);
  * dmctl_message(), which may block, does not go through libdm, so that
  * messages to several devices can wait at once.
  */
