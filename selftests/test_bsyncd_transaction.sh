@@ -5,7 +5,8 @@
 # grouped, then the grouped retry; the abort action), rollback (no bitmap,
 # session, view, job or target left, a cleared bitmap's bits back), a
 # gate held by another refusing the transaction (the gates that closed
-# with it open again), and
+# with it open again), a close that outlasts the bound (a write in flight
+# held by dm-delay), and
 # causality: a writer alternating between the devices with increasing
 # sequence numbers, each write after the previous completed, and grouped
 # full backups taken under it: every pair of images holds a prefix of the
@@ -171,6 +172,27 @@ expect_eq "Node 'x0' is busy: its write gate is held by another transaction" \
 expect_eq "state=open" "$(dm message x1 0 gate_status | cut -d' ' -f1)" "the other device's gate is open again"
 dm message x0 0 gate_open 77
 expect_eq "" "$(leftovers)" "a refused close: no bitmap, job, view, session or held gate left"
+# a close that times out: x1's origin holds writes 6 s (dm-delay), one is
+# in flight when the gates close, and bsyncd's bound is 5 s: refused,
+# naming x1, x0's gate opens again, and the late write still lands
+modprobe dm-delay
+dm suspend xl1 && echo "0 $sectors delay $d1 0 0 $d1 0 6000" | dm load xl1 && dm resume xl1
+dd if=/dev/urandom of="$out/late" bs=4k count=1 status=none
+dd if="$out/late" of=/dev/mapper/x1 bs=4k seek=100 oflag=direct status=none &
+late=$!
+sleep 0.5
+expect_eq "Node 'x1': its in-flight writes did not complete within 5000 ms; no action was taken" \
+	"$(run_txn individual "$(act block-dirty-bitmap-add '{"node": "x0", "name": "r0"}')" \
+		"$(act block-dirty-bitmap-add '{"node": "x1", "name": "r1"}')")" \
+	"a write in flight past the bound: the transaction is refused, naming its device"
+expect_eq "state=open" "$(dm message x0 0 gate_status | cut -d' ' -f1)" "the other device's gate is open again"
+wait $late
+ok $? "the write in flight completed"
+dm suspend xl1 && echo "0 $sectors linear $d1 0" | dm load xl1 && dm resume xl1
+dd if=/dev/mapper/x1 of="$out/late.read" bs=4k skip=100 count=1 iflag=direct status=none
+cmp -s "$out/late" "$out/late.read"
+ok $? "it landed"
+expect_eq "" "$(leftovers)" "a close that timed out: no bitmap, job, view, session or held gate left"
 expect_eq "Action 'block-dirty-bitmap-add' does not support transaction property completion-mode = grouped" \
 	"$(run_txn grouped "$(act block-dirty-bitmap-add '{"node": "x0", "name": "r0"}')")" \
 	"grouped refuses a bitmap action (QEMU)"
